@@ -1,0 +1,1 @@
+"""CloudCore: CloudHub, EdgeController, DeviceController, SyncController, wired in ``app``."""

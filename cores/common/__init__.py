@@ -1,0 +1,1 @@
+"""Shared helpers for every core: configs, resource strings, logging, process supervision."""

@@ -1,0 +1,3 @@
+from keadm.main import main
+
+raise SystemExit(main())
