@@ -84,6 +84,7 @@ class ModuleRunner:
         for module in reversed(self.modules):
             task = self._tasks.pop(module.name, None)
             if task is None:
+                self.ctx.unregister(module.name)  # registered, never started
                 continue
             log.info("stopping module %s", module.name)
             stop = getattr(module, "stop", None)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.timeouts import TIMEOUT_FACTOR
 from cores.common.supervision import (
     AlreadyRunning,
     ServiceSpec,
@@ -23,8 +24,6 @@ from cores.common.supervision import (
     systemd_is_running,
 )
 
-# Waits in these tests scale with this factor, so a loaded machine does not make them flaky.
-TIMEOUT_FACTOR = float(os.environ.get("KUBEEDGE_TEST_TIMEOUT_FACTOR", "1"))
 
 # Writes the ready file given as argv[1], then sleeps; SIGTERM makes it exit 0.
 READY_THEN_SLEEP = """

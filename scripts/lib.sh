@@ -1,0 +1,36 @@
+# Shared by scripts/demo.sh and scripts/test.sh: install what is missing, never by hand.
+# Idempotent: packages already present are not installed again, an existing venv is reused.
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV_DIR="${KEADM_VENV:-$REPO_DIR/.venv}"
+PYTHON="${PYTHON:-python3}"
+
+# Debian packages the project needs on a fresh machine (root, Debian bookworm).
+# systemd: systemd-analyze checks the unit files keadm would install (systemd need not run).
+APT_PACKAGES=(systemd)
+
+ensure_apt_packages() {
+  local missing=()
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+    missing+=(python3-venv)
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+ensure_venv() {
+  # $1: the pip extras to install with the project, e.g. "[test]" or ""
+  if [ ! -x "$VENV_DIR/bin/python" ]; then
+    echo "==> creating the virtual environment $VENV_DIR"
+    "$PYTHON" -m venv "$VENV_DIR"
+  fi
+  echo "==> installing keadm into $VENV_DIR"
+  "$VENV_DIR/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO_DIR$1"
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install what the tests need (Debian packages, the venv with keadm[test]) and run the whole suite.
+# Extra arguments go to pytest. "No tests ran" (pytest exit 5) counts as a failure.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+ensure_apt_packages "${APT_PACKAGES[@]}"
+ensure_venv "[test]"
+cd "$REPO_DIR"
+echo "==> running the tests"
+set +e
+"$VENV_DIR/bin/python" -m pytest -p no:cacheprovider "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "error: pytest collected no tests; that is a failure here" >&2
+  exit 1
+fi
+exit "$status"
