@@ -222,6 +222,28 @@ def create_server_cert(
     return builder.sign(ca_key, hashes.SHA256())
 
 
+def create_client_cert(
+    ca_cert: x509.Certificate,
+    ca_key: PrivateKey,
+    key: PrivateKey,
+    *,
+    common_name: str,
+    organizations: list[str],
+    validity: datetime.timedelta = DEFAULT_NODE_CERT_VALIDITY,
+) -> x509.Certificate:
+    """Return a client certificate (EKU clientAuth) for a user: CN is the user, O the groups."""
+    not_before = _now_seconds()
+    builder = _leaf_builder(
+        ca_cert,
+        subject=_leaf_subject(organizations, common_name),
+        public_key=key.public_key(),
+        not_before=not_before,
+        not_after=not_before + validity,
+        usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+    )
+    return builder.sign(ca_key, hashes.SHA256())
+
+
 def create_node_csr(node_name: str, key: PrivateKey) -> x509.CertificateSigningRequest:
     """Return edgecore's CSR for ``node_name``, subject byte-for-byte as upstream's."""
     subject = _name(

@@ -16,6 +16,7 @@ from cores.common import config as configs
 SIDES = {
     "cloud": ("CloudCore", "/etc/kubeedge/config/cloudcore.yaml", "cores.cloud.app"),
     "edge": ("EdgeCore", "/etc/kubeedge/config/edgecore.yaml", "cores.edge.app"),
+    "controlplane": ("ControlPlane", "/etc/kubeedge/config/controlplane.yaml", "cores.controlplane.server"),
 }
 
 _DEFAULT_HEADER = (
@@ -28,9 +29,13 @@ _MIN_HEADER = (
 )
 
 
-@click.group(help="Run CloudCore or EdgeCore in the foreground (what the installed service executes).")
+@click.group(help="Run CloudCore, EdgeCore or the embedded control plane in the foreground (what the installed service executes).")
 def run() -> None:
     pass
+
+
+def _file(side: str) -> str:
+    return "controlplane.yaml" if side == "controlplane" else f"{side}core.yaml"
 
 
 def _side_command(side: str) -> click.Command:
@@ -40,8 +45,8 @@ def _side_command(side: str) -> click.Command:
         name=side,
         help=(
             f"Run {kind_name} with the modules enabled in its config. Stops cleanly on SIGTERM or SIGINT.\n\n"
-            f"\b\nExamples:\n  keadm run {side} --defaultconfig > {side}core.yaml\n"
-            f"  keadm run {side} --config {side}core.yaml --check-config\n  keadm run {side} --config {side}core.yaml -v"
+            f"\b\nExamples:\n  keadm run {side} --defaultconfig > {_file(side)}\n"
+            f"  keadm run {side} --config {_file(side)} --check-config\n  keadm run {side} --config {_file(side)} -v"
         ),
     )
     @click.option("--config", "config_path", default=default_path, show_default=True, help=f"{kind_name} config file ('-' or /dev/stdin read standard input).")

@@ -130,7 +130,43 @@ EDGECORE = ConfigKind(
     ),
 )
 
-KINDS = {"cloud": CLOUDCORE, "edge": EDGECORE}
+def _fill_controlplane_host(doc: dict[str, Any], address: str, hostname: str) -> None:
+    doc["server"]["advertiseAddress"] = address
+    if hostname not in doc["server"]["dnsNames"]:
+        doc["server"]["dnsNames"].append(hostname)
+
+
+CONTROLPLANE_SCHEMA: dict[str, Any] = {
+    "apiVersion": "str",
+    "kind": "str",
+    "server": {
+        "bindAddress": "str",
+        "port": "int",
+        "advertiseAddress": "str",
+        "dnsNames": "list[str]",
+        "maxRequestBytes": "int",
+    },
+    "dataDir": "str",
+    "pkiDir": "str",
+    "adminKubeconfig": "str",
+    "history": {"revisions": "int", "minutes": "float", "compactIntervalSeconds": "float"},
+    "authentication": {"tokens": [{"token": "str", "user": "str", "uid": "str", "groups": "list[str]"}]},
+    "serviceClusterIPRange": "str",
+    "watchQueueSize": "int",
+}
+
+# The embedded control plane's own config (this project's, not upstream's).
+CONTROLPLANE = ConfigKind(
+    kind="ControlPlane",
+    api_versions=("controlplane.config.kubeedge.io/v1alpha1",),
+    schema=CONTROLPLANE_SCHEMA,
+    default_template="config/controlplane-defaultconfig.yaml",
+    min_template="config/controlplane-defaultconfig.yaml",
+    fill_host=_fill_controlplane_host,
+    ignored=(),
+)
+
+KINDS = {"cloud": CLOUDCORE, "edge": EDGECORE, "controlplane": CONTROLPLANE}
 
 
 # ------------------------------------------------------------------------------ host facts

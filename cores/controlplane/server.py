@@ -1,0 +1,405 @@
+"""The HTTPS server: Kubernetes API paths onto :class:`Api`, authentication, and the process around it.
+
+Authentication is by client certificate (verified against the control plane's CA) or bearer
+token (the config's static tokens); anonymous requests get 401, except the health and version
+endpoints that a real cluster also shows to anyone. Until RBAC exists, only ``system:masters``
+may do anything else: other identities get 403 with kube-apiserver's wording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import signal
+import ssl
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from cores.common.config import Config
+from cores.controlplane import discovery, errors, pki
+from cores.controlplane.api import Api, parse_json_body, selector_matcher
+from cores.controlplane.bootstrap import bootstrap_objects
+from cores.controlplane.registry import Registry, ResourceType
+from cores.controlplane.selectors import selector_fields
+from cores.controlplane.store import Store
+from cores.controlplane.watch import stream
+
+log = logging.getLogger("kubeedge.controlplane")
+
+PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
+JSON = "application/json"
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    name: str
+    groups: tuple[str, ...]
+
+    @property
+    def is_admin(self) -> bool:
+        return pki.ADMIN_GROUP in self.groups
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What a resource path names."""
+
+    resource: ResourceType
+    namespace: str | None
+    name: str
+    subresource: str
+    legacy_watch: bool
+
+
+def respond(body: Any, status: int = 200) -> web.Response:
+    text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+    return web.Response(text=text, status=status, content_type=JSON)
+
+
+def list_document(resource: ResourceType, revision: int, items: list[str], continue_token: str) -> str:
+    metadata: dict[str, Any] = {"resourceVersion": str(revision)}
+    if continue_token:
+        metadata["continue"] = continue_token
+    head = json.dumps({"kind": resource.list_kind, "apiVersion": resource.api_version, "metadata": metadata},
+                      separators=(",", ":"))
+    return head[:-1] + ',"items":[' + ",".join(items) + "]}"
+
+
+class ApiServer:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        data_dir = Path(config.dataDir)
+        self.registry = Registry()
+        self.store = Store(data_dir / "state.db", selector_fields, watch_queue_size=config.watchQueueSize)
+        self.api = Api(self.store, self.registry, config.serviceClusterIPRange)
+        self.tokens = {t["token"]: User(t.get("user", ""), tuple(t.get("groups") or ())) for t in config.authentication.tokens}
+        self.max_body = int(config.server.maxRequestBytes)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # application --------------------------------------------------------------------------
+    def application(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=self.max_body)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            if request.path not in PUBLIC_PATHS:
+                user = self._authenticate(request)
+                if user is None:
+                    raise errors.unauthorized()
+                request["user"] = user
+            response: web.StreamResponse = await handler(request)
+            return response
+        except errors.ApiError as error:
+            return respond(error.status(), error.code)
+        except web.HTTPRequestEntityTooLarge:
+            error = errors.too_large(self.max_body)
+            return respond(error.status(), error.code)
+
+    def _authenticate(self, request: web.Request) -> User | None:
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            return self.tokens.get(header[7:].strip())
+        cert = request.transport.get_extra_info("peercert") if request.transport else None
+        if not cert:
+            return None
+        subject = [attribute for rdn in cert.get("subject", ()) for attribute in rdn]
+        names = [value for key, value in subject if key == "commonName"]
+        groups = tuple(value for key, value in subject if key == "organizationName")
+        return User(names[0], groups) if names else None
+
+    @staticmethod
+    def _authorize(user: User, verb: str, target: Target | None, path: str) -> None:
+        if user.is_admin:
+            return
+        if target is None:
+            raise errors.forbidden(f'forbidden: User "{user.name}" cannot {verb} path "{path}"')
+        resource = target.resource
+        where = f' in the namespace "{target.namespace}"' if target.namespace else ""
+        plural = resource.plural + (f"/{target.subresource}" if target.subresource else "")
+        raise errors.forbidden(
+            f'{plural} is forbidden: User "{user.name}" cannot {verb} resource "{plural}" '
+            f'in API group "{resource.group}"{where}', resource.group, resource.plural, target.name,
+        )
+
+    # routing ------------------------------------------------------------------------------
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        if path in ("/healthz", "/livez", "/readyz"):
+            return web.Response(text="ok")
+        if path == "/version":
+            return respond(discovery.KUBERNETES_VERSION)
+        parts = [p for p in path.split("/") if p]
+        if parts[:2] == ["api", "v1"]:
+            return await self._resource_path(request, "", "v1", parts[2:], path)
+        if parts and parts[0] == "apis" and len(parts) >= 3:
+            return await self._resource_path(request, parts[1], parts[2], parts[3:], path)
+        self._authorize(request["user"], "get", None, path)
+        if parts == ["api"]:
+            return respond(discovery.api_versions(f"{self.config.server.advertiseAddress}:{self.config.server.port}"))
+        if parts == ["apis"]:
+            return respond(discovery.api_group_list(self.registry))
+        if len(parts) == 2 and parts[0] == "apis":
+            group = discovery.api_group(self.registry, parts[1])
+            if group is not None:
+                return respond(group)
+        if path == "/admin/compact" and request.method == "POST":
+            return await self._compact(request)
+        raise errors.path_not_found(path)
+
+    async def _resource_path(self, request: web.Request, group: str, version: str, rest: list[str], path: str) -> web.StreamResponse:
+        if not rest:
+            self._authorize(request["user"], "get", None, path)
+            document = discovery.api_resource_list(self.registry, group, version)
+            if document is None:
+                raise errors.path_not_found(path)
+            return respond(document)
+        target = self._target(group, version, rest, path)
+        verb = self._verb(request, target)
+        self._authorize(request["user"], verb, target, path)
+        return await self._serve(request, target, verb)
+
+    def _target(self, group: str, version: str, rest: list[str], path: str) -> Target:
+        legacy_watch = rest[0] == "watch"
+        if legacy_watch:
+            rest = rest[1:]
+        namespace = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            namespace, rest = rest[1], rest[2:]
+        resource = self.registry.get(group, version, rest[0]) if rest else None
+        if resource is None or len(rest) > 3 or (namespace is not None and not resource.namespaced):
+            raise errors.path_not_found(path)
+        name = rest[1] if len(rest) > 1 else ""
+        subresource = rest[2] if len(rest) > 2 else ""
+        if subresource and subresource not in resource.subresources:
+            raise errors.path_not_found(path)
+        return Target(resource, namespace, name, subresource, legacy_watch)
+
+    @staticmethod
+    def _verb(request: web.Request, target: Target) -> str:
+        method = request.method
+        watching = target.legacy_watch or request.query.get("watch") in ("1", "true", "True")
+        if method == "GET":
+            if watching:
+                return "watch"
+            return "get" if target.name else "list"
+        verbs = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+        if method in verbs:
+            return verbs[method]
+        if method == "DELETE":
+            return "delete" if target.name else "deletecollection"
+        raise errors.method_not_allowed(method, request.path)
+
+    # verbs --------------------------------------------------------------------------------
+    async def _serve(self, request: web.Request, target: Target, verb: str) -> web.StreamResponse:
+        resource, namespace, name, sub = target.resource, target.namespace, target.name, target.subresource
+        query = request.query
+        dry_run = "dryRun" in query
+        if verb not in resource.verbs and not sub:
+            raise errors.method_not_allowed(verb, request.path)
+        if verb == "get":
+            return respond(await self.api.get(resource, namespace, name))
+        if verb == "list":
+            return await self._list(request, resource, namespace)
+        if verb == "watch":
+            return await self._watch(request, target)
+        if verb == "create":
+            body = parse_json_body(await request.read())
+            if sub == "binding" or resource.plural == "bindings":
+                pods = self.registry.get("", "v1", "pods")
+                assert pods is not None
+                await self.api.bind(pods, namespace or "", name or _name_of(body), body)
+                return respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
+            if name or sub:
+                raise errors.method_not_allowed("POST", request.path)
+            return respond(await self.api.create(resource, namespace, body, dry_run), 201)
+        if verb == "update":
+            body = parse_json_body(await request.read())
+            return respond(await self.api.update(resource, namespace, name, body, sub, dry_run))
+        if verb == "patch":
+            content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            return respond(await self.api.patch(resource, namespace, name, await request.read(), content_type, sub, dry_run))
+        options = await self._delete_options(request)
+        if verb == "delete":
+            removed, obj = await self.api.delete(resource, namespace, name, options, dry_run)
+            if resource.kind == "Pod" or not removed:
+                return respond(obj)
+            return respond(_success(resource, obj))
+        deleted = await self.api.delete_collection(resource, namespace, options, query.get("labelSelector", ""),
+                                                   query.get("fieldSelector", ""), dry_run)
+        return respond({"kind": resource.list_kind, "apiVersion": resource.api_version,
+                        "metadata": {"resourceVersion": str(self.store.revision)}, "items": deleted})
+
+    async def _list(self, request: web.Request, resource: ResourceType, namespace: str | None) -> web.Response:
+        query = request.query
+        try:
+            limit = int(query.get("limit") or 0)
+        except ValueError:
+            raise errors.bad_request(f"invalid limit {query.get('limit')!r}") from None
+        revision, items, token = await self.api.list(
+            resource, namespace, label_selector=query.get("labelSelector", ""),
+            field_selector=query.get("fieldSelector", ""), limit=max(limit, 0), continue_token=query.get("continue", ""),
+        )
+        return respond(list_document(resource, revision, items, token))
+
+    async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        query = request.query
+        field_selector = query.get("fieldSelector", "")
+        if target.name:
+            name_selector = f"metadata.name={target.name}"
+            field_selector = f"{field_selector},{name_selector}" if field_selector else name_selector
+        matcher = selector_matcher(target.resource, query.get("labelSelector", ""), field_selector)
+        timeout = query.get("timeoutSeconds")
+        resource_version = query.get("resourceVersion", "")
+        if resource_version and not resource_version.isdigit():
+            raise errors.bad_request(f"invalid resourceVersion {resource_version!r}")
+        response = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        lines = stream(self.api, target.resource, target.namespace, matcher, resource_version=resource_version,
+                       timeout=float(timeout) if timeout else None,
+                       bookmarks=query.get("allowWatchBookmarks") in ("1", "true", "True"))
+        try:
+            async for chunk in lines:
+                await response.write(chunk)
+        except (ConnectionResetError, asyncio.CancelledError):
+            await lines.aclose()
+            raise
+        await lines.aclose()
+        return response
+
+    @staticmethod
+    async def _delete_options(request: web.Request) -> dict[str, Any]:
+        body = await request.read()
+        options: dict[str, Any] = parse_json_body(body) if body.strip() else {}
+        if not isinstance(options, dict):
+            raise errors.bad_request("DeleteOptions must be a JSON object")
+        query = request.query
+        if "gracePeriodSeconds" in query:
+            options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
+        if "propagationPolicy" in query:
+            options["propagationPolicy"] = query["propagationPolicy"]
+        return options
+
+    async def _compact(self, request: web.Request) -> web.Response:
+        keep = int(request.query.get("keepRevisions", "0"))
+        compacted = await self.store.compact(keep_revisions=keep)
+        return respond({"compactedRevision": compacted, "revision": self.store.revision})
+
+    # lifecycle ----------------------------------------------------------------------------
+    async def start_background(self) -> None:
+        await bootstrap_objects(self.api, self.config)
+        for crd in await self._stored_crds():
+            self.registry.apply_crd(crd)
+        self._tasks.append(asyncio.create_task(self._periodic(self._compact_history, self.config.history.compactIntervalSeconds)))
+        self._tasks.append(asyncio.create_task(self._periodic(self.api.finalize_namespaces, 1.0)))
+
+    async def _stored_crds(self) -> list[dict[str, Any]]:
+        _, rows, _ = await self.store.list("/apiextensions.k8s.io/customresourcedefinitions/")
+        return [json.loads(row.value) for row in rows]
+
+    async def _compact_history(self) -> None:
+        history = self.config.history
+        await self.store.compact(keep_revisions=int(history.revisions), keep_seconds=float(history.minutes) * 60)
+
+    @staticmethod
+    async def _periodic(work: Any, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await work()
+            except Exception:  # noqa: BLE001 - a failed pass is logged and retried next time
+                log.exception("periodic task %s failed", getattr(work, "__name__", work))
+
+    async def stop_background(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _name_of(body: Any) -> str:
+    name = ((body or {}).get("metadata") or {}).get("name") if isinstance(body, dict) else None
+    if not name:
+        raise errors.bad_request("a Binding needs metadata.name: the pod to bind")
+    return str(name)
+
+
+def _success(resource: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    metadata = obj.get("metadata") or {}
+    details = {"name": metadata.get("name", ""), "kind": resource.plural, "uid": metadata.get("uid", "")}
+    if resource.group:
+        details["group"] = resource.group
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+
+
+def tls_context(paths: pki.Pki) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(paths.server_cert, paths.server_key)
+    context.load_verify_locations(paths.ca_cert)
+    context.verify_mode = ssl.CERT_OPTIONAL  # a client cert, or a bearer token instead
+    return context
+
+
+def server_url(config: Config) -> str:
+    host = config.server.bindAddress
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"https://{host}:{config.server.port}"
+
+
+def prepare_pki(config: Config) -> pki.Pki:
+    """The CA, certificates and admin kubeconfig: created on first start, reused after."""
+    server = config.server
+    network = config.serviceClusterIPRange
+    import ipaddress
+
+    service_ip = str(next(ipaddress.ip_network(network).hosts()))
+    paths = pki.ensure_pki(Path(config.pkiDir), [server.advertiseAddress, server.bindAddress], list(server.dnsNames), service_ip)
+    kubeconfig = Path(config.adminKubeconfig)
+    if not kubeconfig.exists():
+        pki.write_kubeconfig(kubeconfig, server_url(config), paths)
+    return paths
+
+
+async def serve(config: Config) -> None:
+    paths = prepare_pki(config)
+    server = ApiServer(config)
+    await server.start_background()
+    runner = web.AppRunner(server.application(), access_log=None, handle_signals=False, shutdown_timeout=2)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.bindAddress, int(config.server.port), ssl_context=tls_context(paths),
+                       reuse_address=True, backlog=1024)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await site.start()
+        log.info("controlplane is running: %s (revision %d, admin kubeconfig %s)", server_url(config),
+                 server.store.revision, config.adminKubeconfig)
+        await stop.wait()
+        log.info("controlplane shutting down")
+    finally:
+        await server.stop_background()
+        await runner.cleanup()
+        server.store.close()
+        log.info("controlplane stopped")
+
+
+def main(config: Config) -> int:
+    try:
+        asyncio.run(serve(config))
+    except OSError as error:
+        log.error("controlplane cannot start: %s", error)
+        return 1
+    return 0

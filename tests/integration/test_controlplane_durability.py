@@ -1,0 +1,121 @@
+"""Concurrent writers and watchers, kill -9 of the server mid-stream, restart: nothing acknowledged is lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import urllib3
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+from cores.common.supervision import status
+from cores.controlplane import launcher
+from tests.integration.conftest import start_controlplane
+from tests.timeouts import scaled
+
+SOAK_SECONDS = float(os.environ.get("KUBEEDGE_SOAK_SECONDS", "60"))
+WRITERS, WATCHERS = 10, 5
+NAMESPACE = "soak"
+
+
+class Writer(threading.Thread):
+    def __init__(self, index: int, kubeconfig: Path, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.index, self.stop_event = index, stop
+        self.api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+        self.acked: dict[str, str] = {}  # configmap name -> last value the server acknowledged
+
+    def run(self) -> None:
+        count = 0
+        while not self.stop_event.is_set():
+            name = f"w{self.index}-{count % 20}"
+            value = f"{count}"
+            try:
+                self._write(name, value)
+                self.acked[name] = value
+                count += 1
+            except (ApiException, urllib3.exceptions.HTTPError, OSError):
+                time.sleep(0.2)  # server down: retry the same write
+
+    def _write(self, name: str, value: str) -> None:
+        body = {"metadata": {"name": name}, "data": {"v": value}}
+        if name in self.acked:
+            self.api.replace_namespaced_config_map(name, NAMESPACE, body)
+            return
+        try:
+            self.api.create_namespaced_config_map(NAMESPACE, body)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            self.api.replace_namespaced_config_map(name, NAMESPACE, body)  # an earlier try did land
+
+
+class Watcher(threading.Thread):
+    def __init__(self, kubeconfig: Path, since: str, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+        self.since, self.stop_event = since, stop
+        self.revisions: list[int] = []
+        self.reconnects = 0
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                for event in watch.Watch().stream(self.api.list_namespaced_config_map, NAMESPACE,
+                                                  resource_version=self.since, timeout_seconds=5):
+                    revision = event["object"].metadata.resource_version
+                    self.revisions.append(int(revision))
+                    self.since = revision
+            except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError):
+                self.reconnects += 1
+                time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_writers_watchers_and_kill_9(tmp_path: Path) -> None:
+    plane = start_controlplane(tmp_path)
+    try:
+        setup = client.CoreV1Api(config.new_client_from_config(config_file=str(plane.kubeconfig)))
+        setup.create_namespace({"metadata": {"name": NAMESPACE}})
+        since = setup.list_namespaced_config_map(NAMESPACE).metadata.resource_version
+        stop = threading.Event()
+        writers = [Writer(i, plane.kubeconfig, stop) for i in range(WRITERS)]
+        watchers = [Watcher(plane.kubeconfig, since, stop) for _ in range(WATCHERS)]
+        for thread in [*watchers, *writers]:
+            thread.start()
+        time.sleep(SOAK_SECONDS / 2)
+        pid = status(plane.spec).pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(1)
+        plane = launcher.start(plane.config_path, plane.spec.log_dir, plane.spec.run_dir, readiness_timeout=scaled(30))
+        time.sleep(SOAK_SECONDS / 2)
+        stop.set()
+        for thread in writers:
+            thread.join(scaled(30))
+        final = setup.list_namespaced_config_map(NAMESPACE)
+        time.sleep(scaled(6))  # let watchers drain up to the final revision
+        for thread in watchers:
+            thread.join(scaled(30))
+
+        stored = {cm.metadata.name: cm.data["v"] for cm in final.items}
+        for writer in writers:
+            assert writer.acked, f"writer {writer.index} never got a write through"
+            for name, value in writer.acked.items():
+                assert int(stored[name]) >= int(value), f"acknowledged write {name}={value} lost (stored {stored.get(name)})"
+        last = int(final.metadata.resource_version)
+        for watcher in watchers:
+            assert watcher.reconnects >= 1, "the kill should have broken every watch"
+            revisions = watcher.revisions
+            assert revisions == sorted(set(revisions)), "events out of order or duplicated"
+            assert revisions[0] == int(since) + 1 and revisions[-1] == last
+            gaps = [(a, b) for a, b in zip(revisions, revisions[1:]) if b != a + 1]
+            assert not gaps, f"watcher missed revisions: {gaps[:5]}"
+    finally:
+        launcher.stop(plane)
