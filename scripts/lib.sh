@@ -8,6 +8,8 @@ PYTHON="${PYTHON:-python3}"
 # Debian packages the project needs on a fresh machine (root, Debian bookworm).
 # systemd: systemd-analyze checks the unit files keadm would install (systemd need not run).
 APT_PACKAGES=(systemd)
+# kubectl drives the control plane tests; the machine image ships v1.32, Debian's package is 1.20.
+command -v kubectl >/dev/null 2>&1 || APT_PACKAGES+=(kubernetes-client)
 
 ensure_apt_packages() {
   local missing=()

@@ -131,6 +131,7 @@ def start(spec: ServiceSpec, ready: Callable[[], bool] | None = None) -> int:
     Without ``ready`` it returns as soon as the process runs; a later crash shows in
     :func:`status` and the log file.
     """
+    _reap_exited()
     if systemd_is_running():
         return _start_systemd_unit(spec, ready)
     return _start_background_process(spec, ready)
@@ -395,6 +396,13 @@ def _wait_until_gone(record: PidRecord, timeout: float) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(POLL_INTERVAL)
+
+
+def _reap_exited() -> None:
+    """Collect every child of ours that has exited, however it died (e.g. a kill -9 from outside)."""
+    for pid, child in list(_spawned_children.items()):
+        if child.poll() is not None:
+            del _spawned_children[pid]
 
 
 def _reap(pid: int) -> None:

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import yaml
 
-from certs import x509 as certs
-
 ADMIN_USER = "kubernetes-admin"
 ADMIN_GROUP = "system:masters"
 CLUSTER_NAME = "kubeedge"
@@ -66,6 +64,11 @@ def _write_private(path: Path, data: bytes) -> None:
 def ensure_pki(directory: Path, ip_addresses: list[str], dns_names: list[str], service_ip: str) -> Pki:
     """Create whatever of the CA, serving and admin certificates is missing; keep what exists."""
     pki = Pki(directory)
+    files = (pki.ca_cert, pki.ca_key, pki.server_cert, pki.server_key, pki.admin_cert, pki.admin_key)
+    if all(path.exists() for path in files):
+        return pki  # restarts need no key material in memory (and not cryptography's ~10 MB)
+    from certs import x509 as certs
+
     if pki.ca_cert.exists() and pki.ca_key.exists():
         ca_cert = certs.cert_from_pem(pki.ca_cert.read_bytes())
         ca_key = certs.key_from_pem(pki.ca_key.read_bytes())

@@ -21,6 +21,9 @@ from cores.controlplane.registry import ResourceType
 from cores.controlplane.store import Compacted, Event
 
 BOOKMARK_INTERVAL = 60.0
+# As kube-apiserver's watch cache, also send a bookmark shortly before the watch times out,
+# so a client re-watching after the timeout resumes from a recent resourceVersion.
+BOOKMARK_BEFORE_DEADLINE = 2.0
 
 
 def event_type(event: Event, matcher: Matcher | None) -> str | None:
@@ -84,7 +87,7 @@ async def stream(
 
 async def _live(api: Api, resource: ResourceType, watcher: Any, matcher: Matcher | None, last: int,
                 deadline: float, bookmarks: bool) -> AsyncIterator[bytes]:
-    next_bookmark = time.monotonic() + BOOKMARK_INTERVAL
+    next_bookmark = _next_bookmark(deadline)
     while True:
         now = time.monotonic()
         if now >= deadline:
@@ -95,7 +98,7 @@ async def _live(api: Api, resource: ResourceType, watcher: Any, matcher: Matcher
         except TimeoutError:
             if bookmarks and time.monotonic() >= next_bookmark and watcher.queue.empty():
                 yield bookmark(resource, max(last, api.store.published_revision))
-                next_bookmark = time.monotonic() + BOOKMARK_INTERVAL
+                next_bookmark = _next_bookmark(deadline)
             continue
         if event is None:
             return  # overflowed: the client re-watches from its last resourceVersion
@@ -105,3 +108,10 @@ async def _live(api: Api, resource: ResourceType, watcher: Any, matcher: Matcher
         kind = event_type(event, matcher)
         if kind:
             yield line(kind, api.render(resource, event.value))
+
+
+def _next_bookmark(deadline: float) -> float:
+    now = time.monotonic()
+    regular = now + BOOKMARK_INTERVAL
+    before_end = deadline - BOOKMARK_BEFORE_DEADLINE
+    return before_end if now < before_end < regular else regular

@@ -300,3 +300,86 @@ def test_crd_and_custom_objects(api_client: Any) -> None:
     extensions.create_custom_resource_definition(CRD)
     assert custom.list_namespaced_custom_object(*args)["items"] == []  # and so did its objects
     extensions.delete_custom_resource_definition("widgets.test.kubeedge.io")
+
+
+def test_generate_name_finalizers_and_deletecollection(api_client: Any) -> None:
+    core = client.CoreV1Api(api_client)
+    tag = unique("fin")
+    made = core.create_namespaced_config_map("default", {"metadata": {"generateName": f"{tag}-", "labels": {"f": tag},
+                                                                        "finalizers": ["example.com/hold"]}})
+    name = made.metadata.name
+    assert name.startswith(f"{tag}-") and len(name) == len(tag) + 6
+    core.delete_namespaced_config_map(name, "default")
+    held = core.read_namespaced_config_map(name, "default")  # a finalizer keeps it, marked
+    assert held.metadata.deletion_timestamp is not None
+    core.patch_namespaced_config_map(name, "default", {"metadata": {"finalizers": None}})
+    with pytest.raises(ApiException) as gone:
+        core.read_namespaced_config_map(name, "default")
+    assert gone.value.status == 404
+    for index in range(3):
+        core.create_namespaced_config_map("default", {"metadata": {"name": f"{tag}-{index}", "labels": {"f": tag}}})
+    core.delete_collection_namespaced_config_map("default", label_selector=f"f={tag}")
+    assert core.list_namespaced_config_map("default", label_selector=f"f={tag}").items == []
+
+
+def test_owner_references_are_garbage_collected(api_client: Any) -> None:
+    core = client.CoreV1Api(api_client)
+    owner = core.create_namespaced_config_map("default", {"metadata": {"name": unique("owner")}})
+    reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": owner.metadata.name, "uid": owner.metadata.uid}
+    kept = core.create_namespaced_config_map("default", {"metadata": {"name": unique("orphan"), "ownerReferences": [reference]}})
+    core.delete_namespaced_config_map(owner.metadata.name, "default", propagation_policy="Orphan")
+    assert not core.read_namespaced_config_map(kept.metadata.name, "default").metadata.owner_references
+    owner = core.create_namespaced_config_map("default", {"metadata": {"name": unique("owner")}})
+    reference["uid"], reference["name"] = owner.metadata.uid, owner.metadata.name
+    dependent = core.create_namespaced_config_map("default", {"metadata": {"name": unique("dep"), "ownerReferences": [reference]}})
+    core.delete_namespaced_config_map(owner.metadata.name, "default")  # Background by default
+    with pytest.raises(ApiException) as gone:
+        core.read_namespaced_config_map(dependent.metadata.name, "default")
+    assert gone.value.status == 404
+
+
+def test_namespace_deletion_removes_its_contents(api_client: Any) -> None:
+    core = client.CoreV1Api(api_client)
+    name = unique("ns")
+    core.create_namespace({"metadata": {"name": name}})
+    core.create_namespaced_config_map(name, {"metadata": {"name": "inside"}})
+    core.delete_namespace(name)
+    assert core.read_namespace(name).status.phase == "Terminating"
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_config_map(name, {"metadata": {"name": "late"}})
+    assert refused.value.status == 403
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespace(name)
+        except ApiException as error:
+            assert error.status == 404
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("namespace was not removed")
+    with pytest.raises(ApiException):
+        core.read_namespaced_config_map("inside", name)
+
+
+def test_oversized_body_is_413(api_client: Any) -> None:
+    with pytest.raises(ApiException) as caught:
+        client.CoreV1Api(api_client).create_namespaced_config_map(
+            "default", {"metadata": {"name": unique("big")}, "data": {"x": "y" * (4 * 1024 * 1024)}})
+    assert caught.value.status == 413
+
+
+def test_watch_bookmarks_and_timeout(controlplane: ControlPlane) -> None:
+    pki = controlplane.ca_file.parent
+    context = ssl.create_default_context(cafile=str(controlplane.ca_file))
+    context.load_cert_chain(pki / "admin.crt", pki / "admin.key")
+    start = time.monotonic()
+    url = controlplane.url + "/api/v1/namespaces/kube-public/configmaps?watch=true&allowWatchBookmarks=true&timeoutSeconds=3"
+    with urllib.request.urlopen(url, context=context, timeout=10) as reply:
+        assert reply.headers["Content-Type"] == "application/json"
+        lines = reply.read().splitlines()
+    assert 2.9 <= time.monotonic() - start < 6
+    events = [json.loads(line) for line in lines]
+    # nothing in kube-public: only the bookmark sent shortly before the timeout, then a clean end
+    assert [e["type"] for e in events] == ["BOOKMARK"]
+    assert events[0]["object"]["kind"] == "ConfigMap" and int(events[0]["object"]["metadata"]["resourceVersion"]) > 0

@@ -30,8 +30,15 @@ class Writer(threading.Thread):
         self.index, self.stop_event = index, stop
         self.api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
         self.acked: dict[str, str] = {}  # configmap name -> last value the server acknowledged
+        self.writes = 0
 
     def run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.api.api_client.close()
+
+    def _loop(self) -> None:
         count = 0
         while not self.stop_event.is_set():
             name = f"w{self.index}-{count % 20}"
@@ -39,6 +46,7 @@ class Writer(threading.Thread):
             try:
                 self._write(name, value)
                 self.acked[name] = value
+                self.writes += 1
                 count += 1
             except (ApiException, urllib3.exceptions.HTTPError, OSError):
                 time.sleep(0.2)  # server down: retry the same write
@@ -65,6 +73,12 @@ class Watcher(threading.Thread):
         self.reconnects = 0
 
     def run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.api.api_client.close()
+
+    def _loop(self) -> None:
         while not self.stop_event.is_set():
             try:
                 for event in watch.Watch().stream(self.api.list_namespaced_config_map, NAMESPACE,
@@ -80,8 +94,8 @@ class Watcher(threading.Thread):
 @pytest.mark.slow
 def test_writers_watchers_and_kill_9(tmp_path: Path) -> None:
     plane = start_controlplane(tmp_path)
+    setup = client.CoreV1Api(config.new_client_from_config(config_file=str(plane.kubeconfig)))
     try:
-        setup = client.CoreV1Api(config.new_client_from_config(config_file=str(plane.kubeconfig)))
         setup.create_namespace({"metadata": {"name": NAMESPACE}})
         since = setup.list_namespaced_config_map(NAMESPACE).metadata.resource_version
         stop = threading.Event()
@@ -109,6 +123,8 @@ def test_writers_watchers_and_kill_9(tmp_path: Path) -> None:
             assert writer.acked, f"writer {writer.index} never got a write through"
             for name, value in writer.acked.items():
                 assert int(stored[name]) >= int(value), f"acknowledged write {name}={value} lost (stored {stored.get(name)})"
+        total = sum(w.writes for w in writers)
+        assert total >= 20 * WRITERS, f"only {total} writes went through"
         last = int(final.metadata.resource_version)
         for watcher in watchers:
             assert watcher.reconnects >= 1, "the kill should have broken every watch"
@@ -118,4 +134,5 @@ def test_writers_watchers_and_kill_9(tmp_path: Path) -> None:
             gaps = [(a, b) for a, b in zip(revisions, revisions[1:]) if b != a + 1]
             assert not gaps, f"watcher missed revisions: {gaps[:5]}"
     finally:
+        setup.api_client.close()
         launcher.stop(plane)
