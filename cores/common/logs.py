@@ -35,3 +35,6 @@ def setup(verbosity: int = 0, stream: TextIO | None = None) -> None:
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
     logging.getLogger("kubeedge").setLevel(logging.DEBUG if verbosity >= 1 else logging.INFO)
+    # Libraries log each connection at INFO; our modules already say what matters about them.
+    for noisy in ("websockets", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)

@@ -1,17 +1,42 @@
 """EdgeCore's wiring: which config module key builds which core module.
 
 Keys are the ``modules:`` keys of edgecore.yaml. A module is listed here once it works through
-the real path; until then an enabled one is named in a start-up warning.
+the real path; until then an enabled one is named in a start-up warning. Module code is imported
+only when its module is enabled, so a disabled one costs no memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from cores.beehive import Module
 from cores.common.config import Config
 from cores.common.process import ModuleFactory, run
 
-MODULES: Mapping[str, ModuleFactory] = {}
+
+def _edgehub(config: Config) -> Module:
+    from cores.edge.edgehub import EdgeHub
+
+    return EdgeHub(config)
+
+
+def _metamanager(config: Config) -> Module:
+    from cores.edge.metamanager import MetaManager
+
+    return MetaManager(config)
+
+
+def _edged(config: Config) -> Module:
+    from cores.edge.edged import Edged
+
+    return Edged(config)
+
+
+MODULES: Mapping[str, ModuleFactory] = {
+    "edgeHub": _edgehub,
+    "metaManager": _metamanager,
+    "edged": _edged,
+}
 
 
 def main(config: Config) -> int:

@@ -1,0 +1,91 @@
+"""Where an installation keeps its files, from its three directories (config, data, log).
+
+Upstream's defaults are /etc/kubeedge, /var/lib/kubeedge and /var/log/kubeedge; every path
+below follows from the three, so several clouds and edges coexist on one machine (tests,
+benchmarks) by giving each its own directories. ``keadm init``/``join`` and the tests build
+their configs with these functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from cores.common import config as configs
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    config_dir: Path
+    data_dir: Path
+    log_dir: Path
+
+    @property
+    def cloudcore_config(self) -> Path:
+        return self.config_dir / "config" / "cloudcore.yaml"
+
+    @property
+    def edgecore_config(self) -> Path:
+        return self.config_dir / "config" / "edgecore.yaml"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.config_dir / "admin.kubeconfig"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    def certificate_paths(self) -> dict[str, str]:
+        return {
+            "ca": str(self.config_dir / "ca" / "rootCA.crt"),
+            "ca_key": str(self.config_dir / "ca" / "rootCA.key"),
+            "cert": str(self.config_dir / "certs" / "server.crt"),
+            "key": str(self.config_dir / "certs" / "server.key"),
+        }
+
+
+def cloudcore_document(layout: Layout, *, kubeconfig: Path, advertise_address: str,
+                       websocket_port: int = 10000, https_port: int = 10002, bind_address: str = "0.0.0.0") -> dict[str, Any]:
+    document = configs.default_document(configs.CLOUDCORE, address=advertise_address)
+    paths = layout.certificate_paths()
+    hub = document["modules"]["cloudHub"]
+    hub.update(tlsCAFile=paths["ca"], tlsCAKeyFile=paths["ca_key"], tlsCertFile=paths["cert"], tlsPrivateKeyFile=paths["key"])
+    hub["websocket"].update(address=bind_address, port=websocket_port)
+    hub["https"].update(address=bind_address, port=https_port)
+    hub["unixsocket"]["address"] = f"unix://{layout.data_dir / 'kubeedge.sock'}"
+    document["kubeAPIConfig"]["kubeConfig"] = str(kubeconfig)
+    return document
+
+
+def edgecore_document(layout: Layout, *, node_name: str, cloud_host: str, token: str,
+                      websocket_port: int = 10000, https_port: int = 10002, node_ip: str | None = None,
+                      runtime_endpoint: str = "unix:///run/containerd/containerd.sock",
+                      labels: dict[str, str] | None = None) -> dict[str, Any]:
+    document = configs.default_document(configs.EDGECORE, hostname=node_name)
+    paths = layout.certificate_paths()
+    document["database"]["dataSource"] = str(layout.data_dir / "edgecore.db")
+    hub = document["modules"]["edgeHub"]
+    hub.update(tlsCaFile=paths["ca"], tlsCertFile=paths["cert"], tlsPrivateKeyFile=paths["key"], token=token,
+               httpServer=f"https://{cloud_host}:{https_port}")
+    hub["websocket"]["server"] = f"{cloud_host}:{websocket_port}"
+    hub["quic"]["server"] = f"{cloud_host}:10001"
+    edged = document["modules"]["edged"]
+    edged["rootDirectory"] = str(layout.data_dir / "kubelet")
+    edged["nodeIP"] = node_ip or configs.host_address()
+    if labels:
+        edged["nodeLabels"] = dict(labels)
+    kubelet = edged["tailoredKubeletConfig"]
+    kubelet.update(containerRuntimeEndpoint=runtime_endpoint, imageServiceEndpoint=runtime_endpoint,
+                   staticPodPath=str(layout.config_dir / "manifests"), podLogsDir=str(layout.log_dir / "pods"))
+    document["modules"]["deviceTwin"]["dmiSockPath"] = str(layout.data_dir / "dmi")
+    metaserver = document["modules"]["metaManager"]["metaServer"]
+    metaserver.update(tlsCaFile=paths["ca"], tlsCertFile=paths["cert"], tlsPrivateKeyFile=paths["key"])
+    return document
+
+
+def write(path: Path, document: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(configs.dump(document))
+    return path

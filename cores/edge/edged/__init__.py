@@ -1,0 +1,143 @@
+"""Edged, a light kubelet. This part: node presence (registration, Lease, node status).
+
+Once EdgeHub says the cloud is connected, Edged registers its Node (``insert null/node/<n>``),
+keeps its Lease in ``kube-node-lease`` renewed every 10 s, and patches the node status
+(strategic merge, as the kubelet sends it) when it changes and at least every
+``nodeStatusReportFrequency``. ``Ready`` follows the container runtime: a CRI ``Version`` and
+``Status`` call to the configured endpoint; a runtime that does not answer makes the node
+``Ready=False`` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from typing import Any
+
+from cores.beehive import Context, Message, SyncTimeout
+from cores.common.config import Config, host_address
+from cores.edge.edged import node as nodes
+from cores.edge.edged.runtime import probe_runtime
+
+log = logging.getLogger("kubeedge.edged")
+
+LEASE_RENEW_SECONDS = 10.0
+REQUEST_TIMEOUT = 30.0
+
+
+def seconds(duration: str) -> float:
+    """Go duration text ("10s", "5m0s", "1h2m") in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([0-9.]+)(ms|us|µs|ns|h|m|s)", str(duration))) or 0.0
+
+
+class Edged:
+    name = "edged"
+    group = "edged"
+
+    def __init__(self, config: Config) -> None:
+        edged = config.modules.edged
+        kubelet = edged.tailoredKubeletConfig
+        self.node_name = str(edged.hostnameOverride)
+        self.node_ip = str(edged.get("nodeIP") or host_address())
+        self.labels = dict(edged.get("nodeLabels") or {})
+        self.endpoint = str(kubelet.containerRuntimeEndpoint)
+        self.max_pods = int(kubelet.maxPods)
+        self.root_directory = str(edged.rootDirectory)
+        self.lease_duration = int(kubelet.nodeLeaseDurationSeconds)
+        self.update_every = seconds(kubelet.nodeStatusUpdateFrequency) or 10.0
+        self.report_every = seconds(kubelet.nodeStatusReportFrequency) or 300.0
+        self.tracker = nodes.NodeStatusTracker()
+        self.node_uid = ""
+        self.lease: dict[str, Any] | None = None
+        self.connected = asyncio.Event()
+
+    async def start(self, ctx: Context) -> None:
+        self.ctx = ctx
+        tasks = [asyncio.create_task(self._presence())]
+        try:
+            while True:
+                message = await ctx.receive(self.name)
+                if message.route.resource == "node/connection":
+                    if message.content == "cloud_connected":
+                        self.connected.set()
+                    else:
+                        self.connected.clear()
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _request(self, operation: str, resource: str, content: Any) -> tuple[Any, dict[str, Any] | None]:
+        """A request to the cloud through MetaManager: (Object, Err) of the reply."""
+        message = Message.new(source="edged", group="meta", operation=operation, resource=resource, content=content)
+        reply = await self.ctx.send_sync("metamanager", message, REQUEST_TIMEOUT)
+        content = reply.content if isinstance(reply.content, dict) else {}
+        return content.get("Object"), content.get("Err")
+
+    async def _presence(self) -> None:
+        last_report = 0.0
+        last_lease = 0.0
+        while True:
+            await self.connected.wait()
+            try:
+                if not self.node_uid:
+                    await self._register()
+                now = time.monotonic()
+                if now - last_lease >= LEASE_RENEW_SECONDS:
+                    await self._renew_lease()
+                    last_lease = now
+                runtime = await probe_runtime(self.endpoint)
+                status = self.tracker.status(runtime, self.node_ip, self.node_name, self.max_pods, self.root_directory)
+                if self.tracker.changed(status) or now - last_report >= self.report_every:
+                    await self._patch_status(status)
+                    last_report = now
+            except (SyncTimeout, RegistrationError) as error:
+                log.warning("%s", error)
+            await asyncio.sleep(min(self.update_every, LEASE_RENEW_SECONDS))
+
+    async def _register(self) -> None:
+        body = nodes.initial_node(self.node_name, self.labels, self.node_ip)
+        obj, error = await self._request("insert", f"null/node/{self.node_name}", body)
+        if error or not isinstance(obj, dict):
+            raise RegistrationError(f"node registration failed: {_message(error)}")
+        self.node_uid = obj.get("metadata", {}).get("uid", "")
+        self.tracker.last_reported = ""
+        log.info("node %s registered (uid %s)", self.node_name, self.node_uid)
+
+    async def _patch_status(self, status: dict[str, Any]) -> None:
+        patch = json.dumps({"status": status}, separators=(",", ":"))
+        obj, error = await self._request("patch", f"null/nodepatch/{self.node_name}", patch)
+        if error:
+            self.tracker.last_reported = ""  # try again next round
+            raise RegistrationError(f"node status patch failed: {_message(error)}")
+        ready = [c["status"] for c in status["conditions"] if c["type"] == "Ready"]
+        log.info("node status reported (Ready=%s)", ready[0] if ready else "?")
+
+    async def _renew_lease(self) -> None:
+        resource = f"kube-node-lease/lease/{self.node_name}"
+        if self.lease is None:
+            found, error = await self._request("query", resource, None)
+            if isinstance(found, dict):
+                self.lease = found
+            elif error and (error.get("ErrStatus") or {}).get("code") != 404:
+                raise RegistrationError(f"lease query failed: {_message(error)}")
+        body = nodes.lease(self.node_name, self.node_uid, self.lease_duration, self.lease)
+        obj, error = await self._request("update" if self.lease else "insert", resource, body)
+        if error:
+            self.lease = None  # query again next time: it may have been deleted or replaced
+            raise RegistrationError(f"lease renewal failed: {_message(error)}")
+        self.lease = obj if isinstance(obj, dict) else None
+
+
+class RegistrationError(Exception):
+    pass
+
+
+def _message(error: Any) -> str:
+    if isinstance(error, dict):
+        status = error.get("ErrStatus") or {}
+        return str(status.get("message") or error)
+    return str(error)

@@ -1,0 +1,169 @@
+"""The edge's certificate: bootstrap with a join token, load, and rotate (upstream ``certmanager.go``).
+
+Bootstrap: fetch ``/ca.crt`` without verifying (trust on first use), check its sha256 against the
+token's first part, send a P-256 CSR (``CN=system:node:<node>``) to ``/edge.crt`` with the
+token's JWT, store CA, certificate and key as PEM. Rotation presents the current certificate
+instead of a token. Used by EdgeHub at start and by ``keadm join`` (synchronously, so a bad
+token or an unreachable cloud is reported by join itself). ``cryptography`` is imported only
+here and only when a key or certificate must be made or read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from certs import token as tokens
+
+TIMEOUT = 30.0
+
+
+class BootstrapError(Exception):
+    """Joining failed; the message says why and what to do."""
+
+
+class CloudUnreachable(BootstrapError):
+    pass
+
+
+class TokenRefused(BootstrapError):
+    pass
+
+
+class NameTaken(BootstrapError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificatePaths:
+    ca: Path
+    cert: Path
+    key: Path
+
+    def exist(self) -> bool:
+        return self.ca.exists() and self.cert.exists() and self.key.exists()
+
+
+def paths_from(hub: Any) -> CertificatePaths:
+    return CertificatePaths(Path(hub.tlsCaFile), Path(hub.tlsCertFile), Path(hub.tlsPrivateKeyFile))
+
+
+def _request(url: str, context: ssl.SSLContext, *, body: bytes | None = None, headers: dict[str, str] | None = None) -> bytes:
+    request = urllib.request.Request(url, data=body, method="GET", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=TIMEOUT) as reply:
+            return bytes(reply.read())
+    except urllib.error.HTTPError as error:
+        text = error.read().decode(errors="replace").strip()
+        if error.code == 401:
+            raise TokenRefused(f"the cloud refused the token: {text}") from None
+        if error.code == 409:
+            raise NameTaken(text) from None
+        raise BootstrapError(f"{url} answered {error.code}: {text}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise CloudUnreachable(f"cannot reach the cloud at {url}: {reason}; check --cloudcore-ipport and that "
+                               "CloudCore runs and its port 10002 is open") from None
+
+
+def fetch_ca(http_server: str) -> bytes:
+    """The cloud's CA as DER, fetched without verification: the token's hash is what vouches for it."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return _request(http_server.rstrip("/") + "/ca.crt", context)
+
+
+def node_exists(http_server: str, ca_der: bytes, node_name: str) -> bool:
+    try:
+        _request(f"{http_server.rstrip('/')}/node/{node_name}", _verifying_context(ca_der))
+    except BootstrapError as error:
+        if "answered 404" in str(error):
+            return False
+        raise
+    return True
+
+
+def _verifying_context(ca_der: bytes, client: CertificatePaths | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cadata=ssl.DER_cert_to_PEM_cert(ca_der))
+    context.check_hostname = False  # the cloud may be addressed by any of its IPs; the CA pins it
+    if client is not None:
+        context.load_cert_chain(client.cert, client.key)
+    return context
+
+
+def bootstrap(http_server: str, token: str, node_name: str, paths: CertificatePaths) -> datetime.datetime:
+    """Join: check the CA against the token, get a node certificate, write all three files.
+
+    Returns the certificate's expiry. Nothing is written unless every step succeeded.
+    """
+    from certs import x509 as certs
+
+    ca_der = fetch_ca(http_server)
+    jwt = tokens.verify_ca_hash(token, ca_der)  # CAHashMismatch names both hashes
+    key = certs.generate_key()
+    csr = certs.csr_to_der(certs.create_node_csr(node_name, key))
+    headers = {"Authorization": f"Bearer {jwt}", "NodeName": node_name, "Content-Type": "application/octet-stream"}
+    der = _request(http_server.rstrip("/") + "/edge.crt", _verifying_context(ca_der), body=csr, headers=headers)
+    cert = certs.cert_from_der(der)
+    _write(paths.ca, certs.cert_to_pem(certs.cert_from_der(ca_der)))
+    _write(paths.key, certs.key_to_pem(key), private=True)
+    _write(paths.cert, certs.cert_to_pem(cert))
+    return _expiry(cert)
+
+
+def renew(http_server: str, node_name: str, paths: CertificatePaths) -> datetime.datetime:
+    """Rotation: a new key and certificate, authenticated by the current certificate."""
+    from certs import x509 as certs
+
+    ca_der = certs.cert_to_der(certs.cert_from_pem(paths.ca.read_bytes()))
+    key = certs.generate_key()
+    csr = certs.csr_to_der(certs.create_node_csr(node_name, key))
+    der = _request(http_server.rstrip("/") + "/edge.crt", _verifying_context(ca_der, paths), body=csr,
+                   headers={"NodeName": node_name, "Content-Type": "application/octet-stream"})
+    cert = certs.cert_from_der(der)
+    _write(paths.key, certs.key_to_pem(key), private=True)
+    _write(paths.cert, certs.cert_to_pem(cert))
+    return _expiry(cert)
+
+
+def valid_certificate(paths: CertificatePaths, node_name: str) -> datetime.datetime | None:
+    """The expiry of the stored certificate if it is this node's and still valid, else None."""
+    if not paths.exist():
+        return None
+    from certs import errors
+    from certs import x509 as certs
+
+    try:
+        cert = certs.cert_from_pem(paths.cert.read_bytes())
+        ca = certs.cert_from_pem(paths.ca.read_bytes())
+        if certs.verify_node_certificate(cert, ca) != node_name:
+            return None
+    except errors.CertsError:
+        return None
+    return _expiry(cert)
+
+
+def rotation_deadline(paths: CertificatePaths) -> datetime.datetime:
+    from certs import x509 as certs
+
+    return certs.rotation_deadline(certs.cert_from_pem(paths.cert.read_bytes()))
+
+
+def _expiry(cert: Any) -> datetime.datetime:
+    return cert.not_valid_after_utc  # type: ignore[no-any-return]
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(temporary, path)

@@ -1,0 +1,143 @@
+"""MetaManager: the edge's store of what the cloud said, and the path of edge requests to the cloud.
+
+Cloud pushes (insert, update, delete) are written to SQLite (``meta(key, type, value)`` as
+upstream) and acked with ``"OK"`` only after the commit. Requests from Edged (group ``meta``) go
+to the cloud through EdgeHub and their replies come back to the requester; replies to
+insert, update and query are acked with ``"OK"`` as upstream's ``feedbackResponse`` does, patch
+replies are not. With the cloud away, queries are answered from SQLite and writes fail at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import sqlite3
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from cores.beehive import Context, Message, SyncTimeout
+from cores.common.config import Config
+from cores.common.resource import ResourceError, parse_object
+
+log = logging.getLogger("kubeedge.metamanager")
+
+PUSH_OPERATIONS = ("insert", "update", "delete")
+FEEDBACK_OPERATIONS = ("insert", "update", "query")
+
+
+class MetaStore:
+    """``meta(key, type, value)`` in one SQLite file; every write is its own committed transaction."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, type TEXT NOT NULL, value TEXT NOT NULL)")
+        self._lock = threading.Lock()
+
+    def put(self, key: str, kind: str, value: Any) -> None:
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta (key, type, value) VALUES (?, ?, ?)", (key, kind, text))
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def not_connected(request: Message) -> Message:
+    return request.response({"Object": None, "Err": {"ErrStatus": {
+        "metadata": {}, "status": "Failure", "reason": "ServiceUnavailable", "code": 503,
+        "message": "edge is not connected to the cloud"}}})
+
+
+class MetaManager:
+    name = "metamanager"
+    group = "meta"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.settings = config.modules.metaManager
+        self.store = MetaStore(Path(config.database.dataSource))
+        self.connected = False
+
+    async def start(self, ctx: Context) -> None:
+        self.ctx = ctx
+        while True:
+            message = await ctx.receive(self.name)
+            if message.route.resource == "node/connection":
+                self.connected = message.content == "cloud_connected"
+            elif message.route.source == "edged" or message.route.group == "meta":
+                asyncio.create_task(self._request(message))
+            elif message.route.operation in PUSH_OPERATIONS:
+                await self._push(message)
+
+    async def stop(self) -> None:
+        self.store.close()
+
+    async def _push(self, message: Message) -> None:
+        """A cloud push: commit it, then ack it (never the other way round)."""
+        try:
+            resource = parse_object(message.route.resource)
+        except ResourceError as error:
+            log.warning("ignored push %s: %s", message.describe(), error)
+            return
+        if message.route.operation == "delete":
+            await asyncio.to_thread(self.store.delete, message.route.resource)
+        else:
+            await asyncio.to_thread(self.store.put, message.route.resource, resource.type, message.content)
+        await self.ctx.send(self.settings.contextSendModule, message.response("OK"))
+
+    async def _request(self, request: Message) -> None:
+        operation = request.route.operation
+        if not self.connected:
+            reply = self._local(request) if operation == "query" else not_connected(request)
+            self.ctx.send_response(reply)
+            return
+        remote = copy.copy(request)
+        remote.header = copy.copy(request.header)
+        remote.header.msg_id = str(uuid.uuid4())  # our own wait, apart from the requester's
+        remote.header.sync = False
+        try:
+            reply = await self.ctx.send_sync(self.settings.contextSendModule, remote, float(self.settings.remoteQueryTimeout))
+        except SyncTimeout as error:
+            log.warning("%s", error)
+            return
+        await self._remember(request, reply)
+        if operation in FEEDBACK_OPERATIONS:
+            await self.ctx.send(self.settings.contextSendModule, reply.response("OK"))
+        answer = copy.copy(reply)
+        answer.header = copy.copy(reply.header)
+        answer.header.parent_msg_id = request.msg_id
+        self.ctx.send_response(answer)
+
+    async def _remember(self, request: Message, reply: Message) -> None:
+        content = reply.content
+        obj = content.get("Object") if isinstance(content, dict) and "Err" in content else content
+        if not isinstance(obj, dict) or (isinstance(content, dict) and content.get("Err")):
+            return
+        resource = request.route.resource.replace("/nodepatch/", "/node/").replace("/podpatch/", "/pod/")
+        try:
+            kind = parse_object(resource).type
+        except ResourceError:
+            return
+        await asyncio.to_thread(self.store.put, resource, kind, obj)
+
+    def _local(self, request: Message) -> Message:
+        value = self.store.get(request.route.resource)
+        if value is None:
+            return not_connected(request)
+        return request.response({"Object": json.loads(value), "Err": None})

@@ -1,0 +1,77 @@
+"""Starting CloudCore and EdgeCore processes for tests, the way keadm init/join will (supervision)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from pathlib import Path
+
+from cores.common import layout as layouts
+from cores.common.supervision import ServiceSpec, start, stop
+from cores.controlplane.launcher import ControlPlane, keadm_argv
+from tests.integration.conftest import free_port
+from tests.timeouts import scaled
+
+
+@dataclasses.dataclass
+class Core:
+    spec: ServiceSpec
+    layout: layouts.Layout
+    config: Path
+
+    def log(self) -> str:
+        return self.spec.log_file.read_text() if self.spec.log_file.exists() else ""
+
+    def stop(self) -> None:
+        stop(self.spec, grace=scaled(10))
+
+
+@dataclasses.dataclass
+class Cloud(Core):
+    websocket_port: int
+    https_port: int
+
+    def token(self, kubeconfig: Path) -> str:
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        try:
+            secret = client.CoreV1Api(api).read_namespaced_secret("tokensecret", "kubeedge")
+        finally:
+            api.close()
+        return base64.b64decode(secret.data["tokendata"]).decode()
+
+
+def _spec(component: str, layout: layouts.Layout, config: Path) -> ServiceSpec:
+    return ServiceSpec(component=component, config_dir=layout.config_dir, log_dir=layout.log_dir,
+                       run_dir=layout.run_dir, argv=(*keadm_argv(), "run", component.removesuffix("core"), "--config", str(config)),
+                       readiness_timeout=scaled(30))
+
+
+def start_cloud(base: Path, plane: ControlPlane, **settings: object) -> Cloud:
+    layout = layouts.Layout(base / "etc", base / "var", base / "log")
+    ws_port, https_port = free_port(), free_port()
+    document = layouts.cloudcore_document(layout, kubeconfig=plane.kubeconfig, advertise_address="127.0.0.1",
+                                          websocket_port=ws_port, https_port=https_port, bind_address="127.0.0.1")
+    for key, value in settings.items():
+        document["modules"]["cloudHub"][key] = value
+    config = layouts.write(layout.cloudcore_config, document)
+    spec = _spec("cloudcore", layout, config)
+    start(spec, ready=lambda: "websocket server listening" in (spec.log_file.read_text() if spec.log_file.exists() else ""))
+    return Cloud(spec, layout, config, ws_port, https_port)
+
+
+def start_edge(base: Path, cloud: Cloud, node_name: str, token: str, *, runtime_endpoint: str = "unix:///nonexistent.sock",
+               wait_connected: bool = True) -> Core:
+    layout = layouts.Layout(base / "etc", base / "var", base / "log")
+    document = layouts.edgecore_document(layout, node_name=node_name, cloud_host="127.0.0.1", token=token,
+                                         websocket_port=cloud.websocket_port, https_port=cloud.https_port,
+                                         node_ip="127.0.0.1", runtime_endpoint=runtime_endpoint)
+    config = layouts.write(layout.edgecore_config, document)
+    spec = _spec("edgecore", layout, config)
+
+    def connected() -> bool:
+        return spec.log_file.exists() and "connected to 127.0.0.1" in spec.log_file.read_text()
+
+    start(spec, ready=connected if wait_connected else None)
+    return Core(spec, layout, config)
