@@ -1,0 +1,217 @@
+"""The secure cloud-edge link through real processes, sockets and TLS: join, presence, refusals, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import signal
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from kubernetes import client, config
+
+from certs import errors as cert_errors
+from certs import token as tokens
+from certs import x509 as certs
+from cores.beehive import Message
+from cores.common.supervision import status
+from cores.controlplane.launcher import ControlPlane
+from cores.edge.edgehub import certificate
+from cores.wire import encode
+from tests.integration.edgecloud import Cloud, Core, start_cloud, start_edge
+from tests.timeouts import scaled
+
+
+@pytest.fixture(scope="module")
+def cloud(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    core = start_cloud(tmp_path_factory.mktemp("cloud"), controlplane, keepaliveInterval=6)
+    try:
+        yield core
+    finally:
+        core.stop()
+
+
+@pytest.fixture(scope="module")
+def core_api(controlplane: ControlPlane) -> Iterator[client.CoreV1Api]:
+    api = config.new_client_from_config(config_file=str(controlplane.kubeconfig))
+    try:
+        yield client.CoreV1Api(api)
+    finally:
+        api.close()
+
+
+def wait_for(check: Any, timeout: float, message: str) -> Any:
+    deadline = time.monotonic() + scaled(timeout)
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(message)
+
+
+def node_or_none(api: client.CoreV1Api, name: str) -> Any:
+    try:
+        return api.read_node(name)
+    except client.ApiException:
+        return None
+
+
+def lease_renew_time(controlplane: ControlPlane, name: str) -> str:
+    api = config.new_client_from_config(config_file=str(controlplane.kubeconfig))
+    try:
+        lease = client.CoordinationV1Api(api).read_namespaced_lease(name, "kube-node-lease")
+        return str(lease.spec.renew_time)
+    except client.ApiException:
+        return ""
+    finally:
+        api.close()
+
+
+def tls_for(edge: Core) -> ssl.SSLContext:
+    paths = edge.layout.certificate_paths()
+    context = ssl.create_default_context(cafile=paths["ca"])
+    context.check_hostname = False
+    context.load_cert_chain(paths["cert"], paths["key"])
+    return context
+
+
+def connect(cloud: Cloud, node_id: str, context: ssl.SSLContext) -> Any:
+    return websockets.connect(
+        f"wss://127.0.0.1:{cloud.websocket_port}/e632aba927ea4ac2b575ec1603d56f10/{node_id}/events", ssl=context,
+        additional_headers=[("Connectionuse", "msg"), ("Node_id", node_id), ("Project_id", "e632aba927ea4ac2b575ec1603d56f10")],
+        ping_interval=None, open_timeout=scaled(10),
+    )
+
+
+def test_two_edges_join_and_keep_their_lease(controlplane: ControlPlane, cloud: Cloud, core_api: client.CoreV1Api,
+                                              tmp_path: Path) -> None:
+    token = cloud.token(controlplane.kubeconfig)
+    edges = [start_edge(tmp_path / name, cloud, name, token) for name in ("edge-join-a", "edge-join-b")]
+    try:
+        for edge, name in zip(edges, ("edge-join-a", "edge-join-b")):
+            node = wait_for(lambda: node_or_none(core_api, name), 30, f"node {name} did not register")
+            labels = node.metadata.labels
+            assert labels["node-role.kubernetes.io/edge"] == "" and labels["kubernetes.io/hostname"] == name
+            assert node.metadata.annotations["cloudcore"] == "127.0.0.1"
+            addresses = {a.type: a.address for a in wait_for(lambda: core_api.read_node(name).status.addresses, 30, "no status")}
+            assert addresses == {"InternalIP": "127.0.0.1", "Hostname": name}
+            ready = [c for c in core_api.read_node(name).status.conditions if c.type == "Ready"][0]
+            # no container runtime at the configured endpoint: not Ready, and the reason says why
+            assert ready.status == "False" and "container runtime" in ready.message
+            first = wait_for(lambda: lease_renew_time(controlplane, name), 30, f"no lease for {name}")
+            wait_for(lambda: lease_renew_time(controlplane, name) not in ("", first), 20, f"lease of {name} not renewed")
+            token_in_config = json.dumps(edge.config.read_text())
+            assert token not in token_in_config  # blanked after the bootstrap, as upstream
+    finally:
+        for edge in edges:
+            edge.stop()
+
+
+def test_kill_9_then_reconnect_without_new_bootstrap(controlplane: ControlPlane, cloud: Cloud, tmp_path: Path) -> None:
+    edge = start_edge(tmp_path, cloud, "edge-kill", cloud.token(controlplane.kubeconfig))
+    try:
+        pid = status(edge.spec).pid
+        assert pid is not None
+        cert_before = Path(edge.layout.certificate_paths()["cert"]).read_bytes()
+        killed_at = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: "node edge-kill disconnected" in cloud.log(), 10, "cloud never noticed the dead edge")
+        assert time.monotonic() - killed_at < scaled(6 + 3)  # within the keepalive timeout (6 s here)
+        edge.spec.log_file.write_text("")
+        edge = start_edge(tmp_path, cloud, "edge-kill", token="")  # no token: must reuse its certificate
+        assert "bootstrapping" not in edge.log()
+        assert Path(edge.layout.certificate_paths()["cert"]).read_bytes() == cert_before
+    finally:
+        edge.stop()
+
+
+def test_refusals_at_the_websocket(controlplane: ControlPlane, cloud: Cloud, tmp_path: Path) -> None:
+    edge = start_edge(tmp_path / "a", cloud, "edge-owner", cloud.token(controlplane.kubeconfig))
+    edge.stop()  # keep its certificate, free its session
+
+    async def attempts() -> None:
+        with pytest.raises(websockets.InvalidStatus) as forged:
+            async with connect(cloud, "edge-victim", tls_for(edge)):
+                pass
+        assert forged.value.response.status_code == 403
+        other_ca, other_key = certs.create_ca()
+        key = certs.generate_key()
+        stranger = certs.sign_node_csr(certs.csr_to_der(certs.create_node_csr("edge-owner", key)), other_ca, other_key, "edge-owner")
+        (tmp_path / "s.crt").write_bytes(certs.cert_to_pem(stranger))
+        (tmp_path / "s.key").write_bytes(certs.key_to_pem(key))
+        context = ssl.create_default_context(cafile=edge.layout.certificate_paths()["ca"])
+        context.check_hostname = False
+        context.load_cert_chain(tmp_path / "s.crt", tmp_path / "s.key")
+        with pytest.raises((ssl.SSLError, ConnectionError, websockets.InvalidMessage, EOFError, OSError)):
+            async with connect(cloud, "edge-owner", context) as ws:
+                await ws.recv()
+
+    asyncio.run(attempts())
+    assert "may not speak for node 'edge-victim'" in cloud.log()
+
+
+def test_bootstrap_refusals_have_distinct_messages(controlplane: ControlPlane, cloud: Cloud, tmp_path: Path) -> None:
+    good = cloud.token(controlplane.kubeconfig)
+    server = f"https://127.0.0.1:{cloud.https_port}"
+    paths = certificate.CertificatePaths(tmp_path / "ca.crt", tmp_path / "c.crt", tmp_path / "c.key")
+    ca_hash, jwt = tokens.split_token(good)
+    header, payload, signature = jwt.split(".")
+    tampered = f"{ca_hash}.{header}.{payload}.{signature[:-2]}{'A' if signature[-2] != 'A' else 'B'}{signature[-1]}"
+    with pytest.raises(certificate.TokenRefused, match="signature"):
+        certificate.bootstrap(server, tampered, "edge-refused", paths)
+    mismatch = f"{'0' * 64}.{jwt}"
+    with pytest.raises(cert_errors.CAHashMismatch):
+        certificate.bootstrap(server, mismatch, "edge-refused", paths)
+    ca_der = certificate.fetch_ca(server)
+    fake_key = certs.key_to_sec1_der(certs.generate_key())
+    expired = tokens.create_token(ca_der, fake_key, datetime.timedelta(hours=-1))
+    with pytest.raises(certificate.TokenRefused):
+        certificate.bootstrap(server, expired, "edge-refused", paths)
+    with pytest.raises(certificate.CloudUnreachable, match="cannot reach the cloud"):
+        certificate.bootstrap("https://127.0.0.1:1", good, "edge-refused", paths)
+    assert not paths.cert.exists() and not paths.key.exists() and not paths.ca.exists()  # nothing left behind
+
+
+def test_malformed_flood_does_not_disturb_another_node(controlplane: ControlPlane, cloud: Cloud, tmp_path: Path) -> None:
+    token = cloud.token(controlplane.kubeconfig)
+    bad = start_edge(tmp_path / "bad", cloud, "edge-flood", token)
+    good = start_edge(tmp_path / "good", cloud, "edge-calm", token)
+    bad.stop()
+    good.stop()
+
+    async def scenario() -> float:
+        async with connect(cloud, "edge-flood", tls_for(bad)) as flooder, connect(cloud, "edge-calm", tls_for(good)) as calm:
+            async def flood() -> None:
+                try:
+                    for index in range(500):
+                        await flooder.send("{not json" + str(index))
+                    await flooder.recv()
+                except websockets.ConnectionClosed:
+                    return
+
+            flooding = asyncio.create_task(flood())
+            query = Message.new(source="edged", group="meta", operation="query", resource="kube-node-lease/lease/edge-calm")
+            started = time.monotonic()
+            await calm.send(encode(query))
+            while True:
+                reply = json.loads(await asyncio.wait_for(calm.recv(), scaled(10)))
+                if reply["header"].get("parent_msg_id") == query.msg_id:
+                    break
+            elapsed = time.monotonic() - started
+            await asyncio.wait_for(flooding, scaled(10))
+            assert flooder.close_code == 1008
+            assert set(reply["content"]) == {"Object", "Err"}
+            return elapsed
+
+    elapsed = asyncio.run(scenario())
+    assert elapsed < 2.0
+    assert "node edge-flood sent a bad frame, dropped" in cloud.log()
+    assert "node edge-flood keeps sending bad frames: closing its session" in cloud.log()
