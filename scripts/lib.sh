@@ -7,7 +7,9 @@ PYTHON="${PYTHON:-python3}"
 
 # Debian packages the project needs on a fresh machine (root, Debian bookworm).
 # systemd: systemd-analyze checks the unit files keadm would install (systemd need not run).
-APT_PACKAGES=(systemd)
+# containerd, runc, containernetworking-plugins: the container runtime EdgeCore drives through CRI;
+# busybox-static: the local busybox and pause images (cores/runtime builds them, no registry).
+APT_PACKAGES=(systemd containerd runc containernetworking-plugins busybox-static)
 # kubectl drives the control plane tests; the machine image ships v1.32, Debian's package is 1.20.
 command -v kubectl >/dev/null 2>&1 || APT_PACKAGES+=(kubernetes-client)
 

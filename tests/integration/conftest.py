@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from cores.controlplane import launcher
+# The private containerd: a missing Debian package fails the session's runtime tests with the
+# package's name (scripts/lib.sh installs them); it does not skip them silently.
+from cores.runtime import Containerd, MissingBinary
 from tests.timeouts import scaled
 
 # A static bearer token that authenticates a non-admin user (403 until RBAC exists).
@@ -48,3 +51,19 @@ def api_client(controlplane: launcher.ControlPlane) -> Iterator[object]:
         yield client
     finally:
         client.close()
+
+
+
+@pytest.fixture(scope="session")
+def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
+    """One private containerd with the local busybox and pause images, shared by the session's tests
+    (as several EdgeCores share one); stopped by PID, with every pod removed, at the end."""
+    runtime = Containerd(tmp_path_factory.mktemp("containerd"))
+    try:
+        runtime.start(timeout=scaled(30))
+    except MissingBinary as missing:
+        pytest.fail(str(missing))
+    try:
+        yield runtime
+    finally:
+        runtime.stop()

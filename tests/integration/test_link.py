@@ -215,3 +215,25 @@ def test_malformed_flood_does_not_disturb_another_node(controlplane: ControlPlan
     assert elapsed < 2.0
     assert "node edge-flood sent a bad frame, dropped" in cloud.log()
     assert "node edge-flood keeps sending bad frames: closing its session" in cloud.log()
+
+
+def test_link_cut_by_tcp_reset_then_restored(controlplane: ControlPlane, cloud: Cloud, core_api: client.CoreV1Api,
+                                              tmp_path: Path) -> None:
+    from tests.integration.tcp_proxy import TcpProxy
+
+    proxy = TcpProxy(cloud.websocket_port).start()
+    edge = start_edge(tmp_path, cloud, "edge-cut", cloud.token(controlplane.kubeconfig), websocket_port=proxy.port)
+    try:
+        wait_for(lambda: node_or_none(core_api, "edge-cut"), 30, "edge-cut did not register")
+        proxy.reset_all()
+        wait_for(lambda: "connection lost" in edge.log() or "disconnected from" in edge.log(), 10, "edge did not notice the reset")
+        time.sleep(2)  # the link stays down a while; EdgeHub retries with backoff, not in a hot loop
+        attempts = edge.log().count("connection to 127.0.0.1")
+        assert attempts <= 3, f"{attempts} reconnect attempts in 2 s: a hot loop"
+        proxy.restore()
+        wait_for(lambda: edge.log().count("connected to 127.0.0.1") >= 2, 40, "edge did not reconnect after the link healed")
+        before = lease_renew_time(controlplane, "edge-cut")
+        wait_for(lambda: lease_renew_time(controlplane, "edge-cut") not in ("", before), 25, "lease not renewed after reconnect")
+    finally:
+        edge.stop()
+        proxy.stop()

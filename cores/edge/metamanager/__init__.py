@@ -73,6 +73,7 @@ class MetaManager:
         self.settings = config.modules.metaManager
         self.store = MetaStore(Path(config.database.dataSource))
         self.connected = False
+        self._in_flight: dict[str, Message] = {}  # our remote copies awaiting the cloud's reply
 
     async def start(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -80,6 +81,8 @@ class MetaManager:
             message = await ctx.receive(self.name)
             if message.route.resource == "node/connection":
                 self.connected = message.content == "cloud_connected"
+                if not self.connected:
+                    self._fail_in_flight()
             elif message.route.source == "edged" or message.route.group == "meta":
                 asyncio.create_task(self._request(message))
             elif message.route.operation in PUSH_OPERATIONS:
@@ -111,18 +114,28 @@ class MetaManager:
         remote.header = copy.copy(request.header)
         remote.header.msg_id = str(uuid.uuid4())  # our own wait, apart from the requester's
         remote.header.sync = False
+        self._in_flight[remote.msg_id] = remote
         try:
             reply = await self.ctx.send_sync(self.settings.contextSendModule, remote, float(self.settings.remoteQueryTimeout))
         except SyncTimeout as error:
             log.warning("%s", error)
             return
+        finally:
+            self._in_flight.pop(remote.msg_id, None)
         await self._remember(request, reply)
-        if operation in FEEDBACK_OPERATIONS:
+        if _answered_locally(reply):
+            pass
+        elif operation in FEEDBACK_OPERATIONS:
             await self.ctx.send(self.settings.contextSendModule, reply.response("OK"))
         answer = copy.copy(reply)
         answer.header = copy.copy(reply.header)
         answer.header.parent_msg_id = request.msg_id
         self.ctx.send_response(answer)
+
+    def _fail_in_flight(self) -> None:
+        """The link broke: requests sent on it will get no reply, so answer them now."""
+        for remote in list(self._in_flight.values()):
+            self.ctx.send_response(not_connected(remote))
 
     async def _remember(self, request: Message, reply: Message) -> None:
         content = reply.content
@@ -141,3 +154,8 @@ class MetaManager:
         if value is None:
             return not_connected(request)
         return request.response({"Object": json.loads(value), "Err": None})
+
+
+def _answered_locally(reply: Message) -> bool:
+    content = reply.content
+    return isinstance(content, dict) and bool(content.get("Err")) and (content.get("Err") or {}).get("ErrStatus", {}).get("reason") == "ServiceUnavailable"
