@@ -237,3 +237,29 @@ def test_link_cut_by_tcp_reset_then_restored(controlplane: ControlPlane, cloud: 
     finally:
         edge.stop()
         proxy.stop()
+
+
+@pytest.mark.slow
+def test_node_ready_follows_the_container_runtime(controlplane: ControlPlane, cloud: Cloud, core_api: client.CoreV1Api,
+                                                   containerd: Any, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    edge = start_edge(tmp_path, cloud, "edge-ready", cloud.token(controlplane.kubeconfig), runtime_endpoint=containerd.endpoint)
+    try:
+        def ready() -> bool:
+            node = node_or_none(core_api, "edge-ready")
+            conditions = {c.type: c.status for c in (node.status.conditions or [])} if node and node.status else {}
+            return conditions.get("Ready") == "True"
+
+        wait_for(ready, 30, "edge-ready did not become Ready with containerd running")
+        node = core_api.read_node("edge-ready")
+        assert node.status.node_info.container_runtime_version.startswith("containerd://")
+        assert node.metadata.labels["node-role.kubernetes.io/agent"] == ""
+        kubectl = shutil.which("kubectl")
+        if kubectl:
+            listed = subprocess.run([kubectl, "--kubeconfig", str(controlplane.kubeconfig), "get", "nodes", "edge-ready"],
+                                    capture_output=True, text=True, timeout=30)
+            assert "edge-ready" in listed.stdout and "Ready" in listed.stdout, listed.stdout + listed.stderr
+    finally:
+        edge.stop()
