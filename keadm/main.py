@@ -26,13 +26,16 @@ and our EdgeCore can join an upstream CloudCore.
 
 \b
 Examples:
-  On the cloud, print the default CloudCore config, adjust it, and run it:
-    keadm run cloud --defaultconfig > /etc/kubeedge/config/cloudcore.yaml
-    keadm run cloud --config /etc/kubeedge/config/cloudcore.yaml
-  On the edge, the same for EdgeCore:
-    keadm run edge --minconfig > /etc/kubeedge/config/edgecore.yaml
-    keadm run edge --config /etc/kubeedge/config/edgecore.yaml
-  Check a config file without running anything:
+  On the cloud (an embedded control plane comes with it when no kubeconfig is found):
+    keadm init --advertise-address=<this host's IP>
+    keadm gettoken
+  On an edge:
+    keadm join --cloudcore-ipport=<cloud IP>:10000 --token=<keadm gettoken output>
+  Undo either, on that machine:
+    keadm reset --force
+  Run a core in the foreground with your own config:
+    keadm run cloud --defaultconfig > cloudcore.yaml
+    keadm run cloud --config cloudcore.yaml
     keadm run edge --config edgecore.yaml --check-config
 """
 
@@ -40,6 +43,10 @@ Examples:
 COMMANDS = {
     "version": "keadm.version:version",
     "run": "keadm.run:run",
+    "init": "keadm.init:init",
+    "gettoken": "keadm.gettoken:gettoken",
+    "join": "keadm.join:join",
+    "reset": "keadm.reset:reset",
 }
 
 
