@@ -45,9 +45,16 @@ def _edgecontroller(config: Config) -> Module:
     return EdgeController(config, kube_for(config))
 
 
+def _synccontroller(config: Config) -> Module:
+    from cores.cloud.synccontroller import SyncController
+
+    return SyncController(config)
+
+
 MODULES: Mapping[str, ModuleFactory] = {
     "cloudHub": _cloudhub,
     "edgeController": _edgecontroller,
+    "syncController": _synccontroller,
 }
 
 

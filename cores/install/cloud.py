@@ -16,16 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-import templates
 from cores.common import config as configs
 from cores.common import layout as layouts
 from cores.common import supervision
 from cores.controlplane import launcher
 from cores.install import InstallError, Manifest, Step
 
-CRD_FILES = ("objectsyncs.yaml", "clusterobjectsyncs.yaml", "devices.yaml", "devicemodels.yaml", "devicestatuses.yaml")
 
 
 @dataclasses.dataclass
@@ -169,24 +165,17 @@ class CloudInstaller:
         return Kube(str(self.kubeconfig))
 
     def crds(self) -> str:
+        from cores.cloud.crds import ensure_crds
+        from cores.cloud.kube import KubeError
+
         kube = self._kube()
-
-        async def apply() -> None:
-            from cores.cloud.kube import KubeError
-
-            for name in CRD_FILES:
-                body = yaml.safe_load(templates.read_text(f"crds/{name}"))
-                try:
-                    await kube.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body)
-                except KubeError as error:
-                    if error.code != 409:
-                        raise InstallError(f"cannot create CRD {body['metadata']['name']}: {error}") from None
-
         try:
-            asyncio.run(apply())
+            names = asyncio.run(ensure_crds(kube))
+        except KubeError as error:
+            raise InstallError(f"cannot create the CRDs: {error}") from None
         finally:
             kube.close()
-        return ", ".join(name.removesuffix(".yaml") for name in CRD_FILES)
+        return ", ".join(name.split(".")[0] for name in names)
 
     def write_config(self) -> str:
         self.manifest.make_dir(self.layout.cloudcore_config.parent)

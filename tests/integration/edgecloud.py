@@ -62,12 +62,14 @@ def start_cloud(base: Path, plane: ControlPlane, **settings: object) -> Cloud:
 
 
 def start_edge(base: Path, cloud: Cloud, node_name: str, token: str, *, runtime_endpoint: str = "unix:///nonexistent.sock",
-               wait_connected: bool = True, websocket_port: int | None = None, heartbeat: int = 2) -> Core:
+               wait_connected: bool = True, websocket_port: int | None = None, heartbeat: int = 2,
+               edged: bool = True) -> Core:
     layout = layouts.Layout(base / "etc", base / "var", base / "log")
     document = layouts.edgecore_document(layout, node_name=node_name, cloud_host="127.0.0.1", token=token,
                                          websocket_port=websocket_port or cloud.websocket_port, https_port=cloud.https_port,
                                          node_ip="127.0.0.1", runtime_endpoint=runtime_endpoint)
     document["modules"]["edgeHub"]["heartbeat"] = heartbeat  # tests run the cloud with a short keepalive timeout
+    document["modules"]["edged"]["enable"] = edged
     config = layouts.write(layout.edgecore_config, document)
     spec = _spec("edgecore", layout, config)
 

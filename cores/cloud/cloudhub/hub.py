@@ -76,9 +76,11 @@ class NodeSession:
 
 
 class Hub:
-    def __init__(self, ctx: Context, settings: HubSettings) -> None:
+    def __init__(self, ctx: Context, settings: HubSettings, on_ack: Any = None, on_session: Any = None) -> None:
         self.ctx = ctx
         self.settings = settings
+        self.on_ack = on_ack  # async (node, message): an edge ack for a queued push
+        self.on_session = on_session  # (node, connected: bool)
         self.sessions: dict[str, NodeSession] = {}
         self._server: Server | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -146,6 +148,8 @@ class Hub:
 
     async def _notify(self, node_id: str, event: str) -> None:
         """Tell cloud modules (EdgeController, SyncController) that a node came or went."""
+        if self.on_session is not None:
+            self.on_session(node_id, event == "connected")
         message = Message.new(source="cloudhub", group="resource", operation=event, resource=f"node/{node_id}")
         for group in ("edgecontroller", "synccontroller"):
             if self.ctx.group_members(group):
@@ -199,11 +203,9 @@ class Hub:
         await self.ctx.send_to_group(group, message)
 
     async def _deliver_ack(self, message: Message) -> None:
-        """An edge ack for a cloud push: the reliable-delivery queues take it when they exist."""
-        if self.ctx.group_members("cloudhub-acks"):
-            await self.ctx.send_to_group("cloudhub-acks", message)
-        else:
-            log.debug("ack %s", message.describe())
+        """An edge ack (or a reply nobody waits for): the reliable queues match it by parent id."""
+        if self.on_ack is not None:
+            await self.on_ack(message)
 
     # downstream -----------------------------------------------------------------------------
     async def send_to_node(self, node_id: str, message: Message) -> bool:

@@ -19,9 +19,11 @@ from typing import Any
 
 from cores.beehive import Context, Message
 from cores.beehive.message import OP_RESPONSE
+from cores.cloud.edgecontroller import downstream
+from cores.cloud.informer import Informer
 from cores.cloud.kube import Kube, KubeError
 from cores.common.config import Config
-from cores.common.resource import ObjectResource, ResourceError, parse_object, split_node_prefix
+from cores.common.resource import ObjectResource, ResourceError, add_node_prefix, parse_object, split_node_prefix
 
 log = logging.getLogger("kubeedge.edgecontroller")
 
@@ -53,7 +55,122 @@ def _strip_meta_type(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
 
 
-class EdgeController:
+async def _ignore(event: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    return None
+
+
+class _Downstream:
+    """Watch events turned into pushes to edge nodes (mixed into EdgeController)."""
+
+    ctx: Context
+    kube: Kube
+    edge_nodes: set[str]
+    pods_by_node: dict[str, set[str]]
+    informers: dict[str, Informer]
+
+    async def _send(self, message: Message) -> None:
+        await self.ctx.send("cloudhub", message)
+
+    async def _on_node(self, event: str, node: dict[str, Any], old: dict[str, Any] | None) -> None:
+        name = node["metadata"]["name"]
+        if not downstream.is_edge_node(node):
+            return
+        if event == "DELETED":
+            self.edge_nodes.discard(name)
+            self.pods_by_node.pop(name, None)
+            await self._send(downstream.push(name, "delete", "node", node, "Node"))
+            await self._send(Message.new(source="edgecontroller", group="resource", operation="forget",
+                                         resource=add_node_prefix(name, "null/node/" + name)))
+            return
+        new_edge = name not in self.edge_nodes
+        self.edge_nodes.add(name)
+        await self._send(downstream.push(name, "update", "node", node, "Node"))
+        if new_edge:  # pods bound before the node was known as an edge node
+            for pod in list(self.informers["pods"].cache.values()):
+                if (pod.get("spec") or {}).get("nodeName") == name:
+                    await self._on_pod("ADDED", pod, None)
+
+    async def _on_pod(self, event: str, pod: dict[str, Any], old: dict[str, Any] | None) -> None:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node or node not in self.edge_nodes:
+            return
+        key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+        if event == "DELETED":
+            self.pods_by_node.get(node, set()).discard(key)
+        else:
+            self.pods_by_node.setdefault(node, set()).add(key)
+            if event == "MODIFIED" and old is not None and (old.get("spec") or {}).get("nodeName") == node \
+                    and not downstream.pod_changed(pod, old):
+                return
+            if old is not None and not (old.get("spec") or {}).get("nodeName"):
+                event = "ADDED"  # just bound to this node: new to it
+        await self._send(downstream.push(node, downstream.pod_operation(event, pod), "pod", pod, "Pod"))
+
+    async def _on_configmap(self, event: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        operation = {"ADDED": "insert", "MODIFIED": "update", "DELETED": "delete"}[event]
+        await self._to_users("configmap", obj, operation, "ConfigMap")
+
+    async def _on_secret(self, event: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        await self._to_users("secret", obj, "delete" if event == "DELETED" else "update", "Secret")
+
+    async def _to_users(self, type_: str, obj: dict[str, Any], operation: str, kind: str) -> None:
+        key = (type_, f"{obj['metadata']['namespace']}/{obj['metadata']['name']}")
+        for node in list(self.edge_nodes):
+            if key in self._references(node):  # type: ignore[attr-defined]
+                await self._send(downstream.push(node, operation, type_, obj, kind))
+
+    # SyncController's comparison: ObjectSyncs against the caches -------------------------
+    async def resync_all(self) -> None:
+        for node in list(self.edge_nodes):
+            await self.resync(node)
+        await self._collect_orphan_syncs()
+
+    async def resync(self, node: str) -> None:
+        """Queue for ``node`` whatever it acked an older version of, and deletes for what is gone."""
+        if not all(informer.synced.is_set() for informer in self.informers.values()):
+            return
+        for sync in self._syncs_of(node):
+            spec = sync.get("spec") or {}
+            kind, name = spec.get("objectKind", ""), spec.get("objectName", "")
+            namespace = sync["metadata"].get("namespace")
+            uid = sync["metadata"]["name"].rsplit(".", 1)[-1]
+            cache = {"Pod": "pods", "ConfigMap": "configmaps", "Secret": "secrets", "Node": "nodes"}.get(kind)
+            if cache is None:
+                continue
+            current = self.informers[cache].get(f"{namespace}/{name}" if namespace else name)
+            acked = int((sync.get("status") or {}).get("objectResourceVersion") or 0)
+            type_ = kind.lower()
+            if current is None or current["metadata"].get("uid") != uid:
+                stub = {"metadata": {"name": name, "namespace": namespace, "uid": uid}} if namespace else {"metadata": {"name": name, "uid": uid}}
+                await self._send(downstream.push(node, "delete", type_, stub, kind))
+            elif int(current["metadata"].get("resourceVersion") or 0) > acked:
+                operation = "update" if acked or type_ in ("secret", "node") else "insert"
+                await self._send(downstream.push(node, operation, type_, current, kind))
+
+    def _syncs_of(self, node: str) -> list[dict[str, Any]]:
+        prefix = node + "."
+        return [sync for name in ("objectsyncs", "clusterobjectsyncs")
+                for sync in self.informers[name].cache.values() if sync["metadata"]["name"].startswith(prefix)
+                and "." not in sync["metadata"]["name"][len(prefix):]]
+
+    async def _collect_orphan_syncs(self) -> None:
+        """ObjectSyncs of nodes that no longer exist go (upstream: on start and on node deletion)."""
+        nodes = self.informers["nodes"].cache
+        for name in ("objectsyncs", "clusterobjectsyncs"):
+            for sync in list(self.informers[name].cache.values()):
+                sync_name = sync["metadata"]["name"]
+                if sync_name.rsplit(".", 1)[0] not in nodes:
+                    namespace = sync["metadata"].get("namespace")
+                    path = (f"/apis/reliablesyncs.kubeedge.io/v1alpha1/namespaces/{namespace}/objectsyncs/{sync_name}"
+                            if namespace else f"/apis/reliablesyncs.kubeedge.io/v1alpha1/clusterobjectsyncs/{sync_name}")
+                    try:
+                        await self.kube.request("DELETE", path)
+                    except KubeError as error:
+                        if error.code != 404:
+                            log.warning("cannot remove ObjectSync %s: %s", sync_name, error)
+
+
+class EdgeController(_Downstream):
     name = "edgecontroller"
     group = "edgecontroller"
 
@@ -68,18 +185,44 @@ class EdgeController:
             ("query", "lease"): self._query_lease,
             ("insert", "lease"): self._create_lease,
             ("update", "lease"): self._update_lease,
+            ("query", "configmap"): self._query_object,
+            ("query", "secret"): self._query_object,
+            ("patch", "podpatch"): self._patch_pod,
+            ("delete", "pod"): self._delete_pod,
         }
+        self.edge_nodes: set[str] = set()
+        self.pods_by_node: dict[str, set[str]] = {}  # node -> pod keys ("ns/name")
+        self.informers: dict[str, Informer] = {}
 
     async def start(self, ctx: Context) -> None:
         self.ctx = ctx
-        while True:
-            message = await ctx.receive(self.name)
-            asyncio.create_task(self._handle(message))
+        handlers = {
+            "nodes": ("/api/v1/nodes", self._on_node),
+            "pods": ("/api/v1/pods", self._on_pod),
+            "configmaps": ("/api/v1/configmaps", self._on_configmap),
+            "secrets": ("/api/v1/secrets", self._on_secret),
+            "objectsyncs": ("/apis/reliablesyncs.kubeedge.io/v1alpha1/objectsyncs", _ignore),
+            "clusterobjectsyncs": ("/apis/reliablesyncs.kubeedge.io/v1alpha1/clusterobjectsyncs", _ignore),
+        }
+        tasks = []
+        for name, (path, handler) in handlers.items():
+            self.informers[name] = Informer(self.kube, path, handler)
+            tasks.append(asyncio.create_task(self.informers[name].run(), name=f"informer-{name}"))
+        try:
+            while True:
+                message = await ctx.receive(self.name)
+                asyncio.create_task(self._handle(message))
+        finally:
+            for task in tasks:
+                task.cancel()
 
     async def _handle(self, message: Message) -> None:
         try:
             if message.route.operation in ("connected", "disconnected"):
                 await self._connection_event(message)
+                return
+            if message.route.operation == "resync":
+                await self.resync_all()
                 return
             node, resource = split_node_prefix(message.route.resource)
             parsed = parse_object(resource)
@@ -92,7 +235,9 @@ class EdgeController:
             return
         if not self._entitled(node, parsed):
             log.warning("node %s asked for %s %s, which is not its own: refused", node, message.route.operation, resource)
-            reply: Message | None = object_response(message, None, forbidden_status(node, resource))
+            refusal = forbidden_status(node, resource)
+            reply: Message | None = (self._reply(message, {"ErrStatus": refusal}) if parsed.type in ("configmap", "secret")
+                                     else object_response(message, None, refusal))
         else:
             try:
                 reply = await handler(node, parsed, message)
@@ -101,18 +246,34 @@ class EdgeController:
         if reply is not None:
             await self.ctx.send("cloudhub", reply)
 
-    @staticmethod
-    def _entitled(node: str, resource: ObjectResource) -> bool:
+    def _entitled(self, node: str, resource: ObjectResource) -> bool:
+        """NodeRestriction: a node reaches only its own Node, Lease and pods, and what its pods use."""
         if resource.type in ("node", "nodepatch", "nodestatus"):
             return resource.name == node
         if resource.type == "lease":
             return resource.namespace == "kube-node-lease" and resource.name == node
-        return True
+        if resource.type in ("pod", "podpatch", "podstatus"):
+            return f"{resource.namespace}/{resource.name}" in self.pods_by_node.get(node, set())
+        if resource.type in ("configmap", "secret"):
+            return (resource.type, f"{resource.namespace}/{resource.name}") in self._references(node)
+        return False
+
+    def _references(self, node: str) -> set[tuple[str, str]]:
+        pods = self.informers["pods"].cache if "pods" in self.informers else {}
+        found: set[tuple[str, str]] = set()
+        for key in self.pods_by_node.get(node, set()):
+            pod = pods.get(key)
+            if pod is None:
+                continue
+            namespace = pod["metadata"]["namespace"]
+            found.update((kind, f"{namespace}/{name}") for kind, name in downstream.referenced(pod) if name)
+        return found
 
     async def _connection_event(self, message: Message) -> None:
         node = message.route.resource.split("/", 1)[-1]
         if message.route.operation != "connected":
             return
+        await self.resync(node)
         try:
             await self.kube.patch_node(node, {"metadata": {"annotations": {"cloudcore": self.cloudcore_address}}})
         except KubeError as error:
@@ -151,6 +312,38 @@ class EdgeController:
     async def _query_node(self, node: str, resource: ObjectResource, message: Message) -> Message:
         found = await self.kube.get_node(node)
         return object_response(message, found, None, found["metadata"].get("resourceVersion", ""))
+
+    # pods, configmaps, secrets --------------------------------------------------------------
+    async def _query_object(self, node: str, resource: ObjectResource, message: Message) -> Message:
+        """The recorded reply: the bare object (with kind and apiVersion), its version in the header."""
+        plural = {"configmap": "configmaps", "secret": "secrets"}[resource.type]
+        try:
+            found = await self.kube.request("GET", f"/api/v1/namespaces/{resource.namespace}/{plural}/{resource.name}")
+        except KubeError as error:
+            return self._reply(message, {"ErrStatus": _error_status(error.status)})
+        found = downstream.with_type(found, {"configmap": "ConfigMap", "secret": "Secret"}[resource.type])
+        return self._reply(message, found, found["metadata"].get("resourceVersion", ""))
+
+    async def _patch_pod(self, node: str, resource: ObjectResource, message: Message) -> Message:
+        patch = json.loads(message.content) if isinstance(message.content, str) else message.content
+        patched = await self.kube.request("PATCH", f"/api/v1/namespaces/{resource.namespace}/pods/{resource.name}/status",
+                                          patch, content_type="application/strategic-merge-patch+json")
+        return object_response(message, _strip_meta_type(patched), None, patched["metadata"].get("resourceVersion", ""))
+
+    async def _delete_pod(self, node: str, resource: ObjectResource, message: Message) -> Message:
+        options = message.content if isinstance(message.content, dict) else {"gracePeriodSeconds": 0}
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", **options}
+        try:
+            await self.kube.request("DELETE", f"/api/v1/namespaces/{resource.namespace}/pods/{resource.name}", body)
+        except KubeError as error:
+            if error.code != 404:
+                return self._reply(message, {"ErrStatus": _error_status(error.status)})
+        return self._reply(message, "OK")
+
+    @staticmethod
+    def _reply(request: Message, content: Any, resource_version: str = "") -> Message:
+        return Message.new(source="edgecontroller", group="resource", operation=OP_RESPONSE, resource=request.route.resource,
+                           content=content, parent_msg_id=request.msg_id, resource_version=resource_version)
 
     # leases ---------------------------------------------------------------------------------
     async def _query_lease(self, node: str, resource: ObjectResource, message: Message) -> Message:

@@ -26,6 +26,7 @@ from cores.common.resource import ResourceError, parse_object
 log = logging.getLogger("kubeedge.metamanager")
 
 PUSH_OPERATIONS = ("insert", "update", "delete")
+EDGED_TYPES = ("pod", "configmap", "secret")  # pushes Edged acts on, forwarded after the commit
 FEEDBACK_OPERATIONS = ("insert", "update", "query")
 
 
@@ -48,6 +49,11 @@ class MetaStore:
     def delete(self, key: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+    def of_type(self, kind: str) -> list[tuple[str, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT key, value FROM meta WHERE type = ? ORDER BY key", (kind,)).fetchall()
+        return [(str(key), str(value)) for key, value in rows]
 
     def get(self, key: str) -> str | None:
         with self._lock:
@@ -77,6 +83,7 @@ class MetaManager:
 
     async def start(self, ctx: Context) -> None:
         self.ctx = ctx
+        await self._replay_pods()
         while True:
             message = await ctx.receive(self.name)
             if message.route.resource == "node/connection":
@@ -103,6 +110,18 @@ class MetaManager:
         else:
             await asyncio.to_thread(self.store.put, message.route.resource, resource.type, message.content)
         await self.ctx.send(self.settings.contextSendModule, message.response("OK"))
+        if resource.type in EDGED_TYPES:
+            await self._to_edged(message.route.operation, message.route.resource, message.content)
+
+    async def _to_edged(self, operation: str, resource: str, content: Any) -> None:
+        if "edged" in self.ctx.modules():
+            await self.ctx.send("edged", Message.new(source="metamanager", group="meta", operation=operation,
+                                                     resource=resource, content=content))
+
+    async def _replay_pods(self) -> None:
+        """Autonomy: the pods this node was told about come back from SQLite at start, cloud or not."""
+        for key, value in await asyncio.to_thread(self.store.of_type, "pod"):
+            await self._to_edged("insert", key, json.loads(value))
 
     async def _request(self, request: Message) -> None:
         operation = request.route.operation
@@ -150,9 +169,13 @@ class MetaManager:
         await asyncio.to_thread(self.store.put, resource, kind, obj)
 
     def _local(self, request: Message) -> Message:
+        """A query answered from SQLite, in the shape the cloud would have used."""
         value = self.store.get(request.route.resource)
         if value is None:
             return not_connected(request)
+        kind = parse_object(request.route.resource).type
+        if kind in ("configmap", "secret"):
+            return request.response(json.loads(value))
         return request.response({"Object": json.loads(value), "Err": None})
 
 

@@ -1,0 +1,91 @@
+"""What EdgeController pushes to edges: watch events of their Nodes, Pods and the objects pods use.
+
+Mapping as upstream (doc 2.5a): Added -> ``insert`` (``update`` when the pod already carries a
+deletionTimestamp), Modified -> ``update`` (pods only when more than their status changed),
+Deleted -> ``delete``; Secrets are always ``update``; edge Nodes ``update`` on ``null/node/<n>``.
+ConfigMaps and Secrets go only to the nodes whose pods reference them. Pure functions here; the
+module does the sending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from cores.beehive import Message
+from cores.common.resource import add_node_prefix, build
+
+EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
+IGNORED_METADATA = ("resourceVersion", "managedFields", "generation")
+
+
+def is_edge_node(node: dict[str, Any]) -> bool:
+    return EDGE_ROLE_LABEL in ((node.get("metadata") or {}).get("labels") or {})
+
+
+def with_type(obj: dict[str, Any], kind: str, api_version: str = "v1") -> dict[str, Any]:
+    """Objects from a list lack kind/apiVersion; what goes to the edge always carries them."""
+    if obj.get("kind") == kind and obj.get("apiVersion"):
+        return obj
+    return {"apiVersion": api_version, "kind": kind, **{k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}}
+
+
+def push(node: str, operation: str, type_: str, obj: dict[str, Any], kind: str) -> Message:
+    metadata = obj.get("metadata") or {}
+    resource = add_node_prefix(node, build(metadata.get("namespace"), type_, metadata.get("name", "")))
+    return Message.new(source="edgecontroller", group="resource", operation=operation, resource=resource,
+                       content=with_type(obj, kind), resource_version=str(metadata.get("resourceVersion") or ""))
+
+
+def pod_changed(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
+    """Upstream ``isPodUpdated``: anything but status (and bookkeeping metadata) changed."""
+    if old is None:
+        return True
+
+    def essence(pod: dict[str, Any]) -> dict[str, Any]:
+        metadata = {k: v for k, v in (pod.get("metadata") or {}).items() if k not in IGNORED_METADATA}
+        return {**{k: v for k, v in pod.items() if k not in ("status", "metadata")}, "metadata": metadata}
+
+    return essence(new) != essence(old)
+
+
+def pod_operation(event: str, pod: dict[str, Any]) -> str:
+    if event == "DELETED":
+        return "delete"
+    if event == "ADDED" and not (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return "insert"
+    return "update"
+
+
+def referenced(pod: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """("configmap"|"secret", name) of everything a pod may read: volumes, projections, env, pull secrets."""
+    spec = pod.get("spec") or {}
+    for volume in spec.get("volumes") or []:
+        if "configMap" in volume:
+            yield "configmap", volume["configMap"].get("name", "")
+        if "secret" in volume:
+            yield "secret", volume["secret"].get("secretName", "")
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if "configMap" in source:
+                yield "configmap", source["configMap"].get("name", "")
+            if "secret" in source:
+                yield "secret", source["secret"].get("name", "")
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or []), *(spec.get("ephemeralContainers") or [])]:
+        for env in container.get("env") or []:
+            source = env.get("valueFrom") or {}
+            if "configMapKeyRef" in source:
+                yield "configmap", source["configMapKeyRef"].get("name", "")
+            if "secretKeyRef" in source:
+                yield "secret", source["secretKeyRef"].get("name", "")
+        for env_from in container.get("envFrom") or []:
+            if "configMapRef" in env_from:
+                yield "configmap", env_from["configMapRef"].get("name", "")
+            if "secretRef" in env_from:
+                yield "secret", env_from["secretRef"].get("name", "")
+    for pull_secret in spec.get("imagePullSecrets") or []:
+        yield "secret", pull_secret.get("name", "")
+
+
+def service_accounts(pod: dict[str, Any]) -> set[str]:
+    spec = pod.get("spec") or {}
+    return {spec.get("serviceAccountName") or "default"}
