@@ -54,7 +54,9 @@ def _side_command(side: str) -> click.Command:
     @click.option("--minconfig", is_flag=True, help="Print a short config to start from as YAML and exit.")
     @click.option("--check-config", is_flag=True, help="Load and validate the config, print it with defaults applied, and exit.")
     @click.option("-v", "--verbose", count=True, help="More log detail: -v our debug lines, -vv libraries' too.")
-    def command(config_path: str, defaultconfig: bool, minconfig: bool, check_config: bool, verbose: int) -> int:
+    @click.option("--hollow", is_flag=True, hidden=side != "edge",
+                  help="Replace Edged with a stand-in that reports every pod Running without running it (scale tests).")
+    def command(config_path: str, defaultconfig: bool, minconfig: bool, check_config: bool, verbose: int, hollow: bool) -> int:
         kind = configs.KINDS[side]
         if defaultconfig:
             click.echo(_DEFAULT_HEADER + configs.dump(configs.default_document(kind)), nl=False)
@@ -70,7 +72,7 @@ def _side_command(side: str) -> click.Command:
             click.echo(configs.dump(config.document), nl=False)
             return 0
         app = importlib.import_module(app_module)
-        code: int = app.main(config)
+        code: int = app.main(config, hollow=True) if hollow else app.main(config)
         sys.stdout.flush()
         return code
 

@@ -153,6 +153,8 @@ CONTROLPLANE_SCHEMA: dict[str, Any] = {
     "authentication": {"tokens": [{"token": "str", "user": "str", "uid": "str", "groups": "list[str]"}]},
     "serviceClusterIPRange": "str",
     "watchQueueSize": "int",
+    "controllers": {"enable": "bool", "nodeMonitorGracePeriodSeconds": "float", "nodeMonitorPeriodSeconds": "float",
+                    "resyncPeriodSeconds": "float"},
 }
 
 # The embedded control plane's own config (this project's, not upstream's).

@@ -12,7 +12,7 @@ import datetime
 import ipaddress
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cores.controlplane import defaults, errors, objects, patch, validation
@@ -40,6 +40,8 @@ def parse_json_body(body: bytes) -> Any:
 
 
 Matcher = Callable[[dict[str, str], dict[str, str]], bool]
+# A mutating admission step on create: (resource, object) -> None, may raise ApiError.
+Admission = Callable[[ResourceType, dict[str, Any]], Awaitable[None]]
 
 
 def selector_matcher(resource: ResourceType, label_selector: str, field_selector: str) -> Matcher | None:
@@ -68,6 +70,7 @@ class Api:
         self.store = store
         self.registry = registry
         self.service_network = ipaddress.ip_network(service_cidr)
+        self.admission: list[Admission] = []
 
     # reads --------------------------------------------------------------------------------
     async def get(self, resource: ResourceType, namespace: str | None, name: str) -> str:
@@ -105,6 +108,8 @@ class Api:
         objects.prepare_create(resource, obj, namespace)
         defaults.apply_defaults(resource.kind, obj)
         self._admit_create(resource, obj)
+        for admit in self.admission:
+            await admit(resource, obj)
         self._validate(resource, obj, None)
         name = meta(obj)["name"]
 
@@ -412,41 +417,62 @@ class Api:
 
         await self.store.transact(work)
 
-    # namespaces ---------------------------------------------------------------------------
-    async def finalize_namespaces(self) -> None:
-        """One pass of namespace deletion: delete what Terminating namespaces hold, then them."""
-        namespaces = self.registry.get("", "v1", "namespaces")
-        assert namespaces is not None
-        _, items, _ = await self.store.list(namespaces.key_prefix, match=lambda row: '"deletionTimestamp"' in row.value)
-        for item in items:
-            namespace = json.loads(item.value)
-            name = meta(namespace)["name"]
-            remaining = 0
-            for resource in list(self.registry.all()):
-                if not resource.namespaced:
-                    continue
-                _, rows, _ = await self.store.list(resource.list_prefix(name))
-                remaining += len(rows)
-                for row in rows:
-                    obj = json.loads(row.value)
-                    if not meta(obj).get("deletionTimestamp"):
-                        try:
-                            await self.delete(resource, name, meta(obj)["name"], {})
-                        except errors.ApiError:
-                            pass
-            if remaining == 0:
-                await self._remove_namespace(namespaces, name)
+    # scale --------------------------------------------------------------------------------
+    async def get_scale(self, resource: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
+        return scale_of(json.loads(await self.get(resource, namespace, name)))
 
-    async def _remove_namespace(self, namespaces: ResourceType, name: str) -> None:
-        key = namespaces.key(None, name)
+    async def write_scale(self, resource: ResourceType, namespace: str | None, name: str, body: bytes,
+                          content_type: str, dry_run: bool = False) -> dict[str, Any]:
+        """PUT (``content_type`` "") or PATCH of ``<resource>/<name>/scale``: only spec.replicas moves."""
+        kind = PATCH_TYPES.get(content_type) if content_type else "update"
+        if kind is None:
+            raise errors.unsupported_media_type(content_type, list(PATCH_TYPES))
+        document = parse_json_body(body)
 
-        def work(txn: Transaction) -> None:
-            obj = txn.get(key)
-            if obj is not None:
-                txn.delete(key, obj)
+        def change(old: dict[str, Any]) -> dict[str, Any]:
+            scale = scale_of(old)
+            try:
+                if kind == "update":
+                    wanted = document
+                elif kind == "json":
+                    wanted = patch.json_patch(scale, document)
+                else:
+                    wanted = patch.merge_patch(scale, document)
+            except patch.PatchError as error:
+                raise errors.invalid("autoscaling", "Scale", name, str(error), []) from None
+            if not isinstance(wanted, dict):
+                raise errors.bad_request("the request body must be a Scale object")
+            expected = meta(wanted).get("resourceVersion")
+            if expected and expected != meta(old).get("resourceVersion"):
+                raise errors.stale_update(resource.group, resource.plural, name)
+            replicas = (wanted.get("spec") or {}).get("replicas", 0)
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise errors.invalid("autoscaling", "Scale", name,
+                                     f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: {replicas}: '
+                                     "must be greater than or equal to 0",
+                                     [{"reason": "FieldValueInvalid", "message": "must be greater than or equal to 0",
+                                       "field": "spec.replicas"}])
+            old.setdefault("spec", {})["replicas"] = replicas
+            meta(old).pop("resourceVersion", None)
+            return old
 
-        await self.store.transact(work)
-        log.info("namespace %s deleted", name)
+        return scale_of(await self._write(resource, namespace, name, change, "", dry_run))
+
+
+def scale_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """The autoscaling/v1 Scale of a Deployment or ReplicaSet."""
+    from cores.controlplane.selectors import label_selector_from_dict
+
+    metadata = meta(obj)
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    selector = spec.get("selector")
+    return {
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {k: metadata[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in metadata},
+        "spec": {"replicas": spec.get("replicas", 0)},
+        "status": {"replicas": status.get("replicas", 0),
+                   "selector": str(label_selector_from_dict(selector)) if selector else ""},
+    }
 
 
 def _condition(kind: str, reason: str, message: str) -> dict[str, Any]:

@@ -26,8 +26,10 @@ _SUBRESOURCE_VERBS = {
     "status": ("get", "patch", "update"),
     "binding": ("create",),
     "token": ("create",),
+    "scale": ("get", "patch", "update"),
 }
-_SUBRESOURCE_KINDS = {"binding": ("Binding", "", "v1"), "token": ("TokenRequest", "authentication.k8s.io", "v1")}
+_SUBRESOURCE_KINDS = {"binding": ("Binding", "", "v1"), "token": ("TokenRequest", "authentication.k8s.io", "v1"),
+                      "scale": ("Scale", "autoscaling", "v1")}
 
 
 def api_versions(server_address: str) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Its CA is separate from the KubeEdge CA that signs edge nodes, as in a real cluster: the API
 server's serving certificate and the admin's client certificate (``O=system:masters``) come from
 it. Files, under ``pkiDir``: ``ca.crt``/``ca.key``, ``apiserver.crt``/``apiserver.key``,
-``admin.crt``/``admin.key``. Existing files are reused, so restarts keep every credential.
+``admin.crt``/``admin.key``, and ``sa.key``/``sa.pub`` (the key that signs service-account
+tokens). Existing files are reused, so restarts keep every credential.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ class Pki:
     def admin_key(self) -> Path:
         return self.directory / "admin.key"
 
+    @property
+    def service_account_key(self) -> Path:
+        return self.directory / "sa.key"
+
+    @property
+    def service_account_public_key(self) -> Path:
+        return self.directory / "sa.pub"
+
 
 def _write_private(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +73,8 @@ def _write_private(path: Path, data: bytes) -> None:
 def ensure_pki(directory: Path, ip_addresses: list[str], dns_names: list[str], service_ip: str) -> Pki:
     """Create whatever of the CA, serving and admin certificates is missing; keep what exists."""
     pki = Pki(directory)
-    files = (pki.ca_cert, pki.ca_key, pki.server_cert, pki.server_key, pki.admin_cert, pki.admin_key)
+    files = (pki.ca_cert, pki.ca_key, pki.server_cert, pki.server_key, pki.admin_cert, pki.admin_key,
+             pki.service_account_key, pki.service_account_public_key)
     if all(path.exists() for path in files):
         return pki  # restarts need no key material in memory (and not cryptography's ~10 MB)
     from certs import x509 as certs
@@ -93,6 +103,13 @@ def ensure_pki(directory: Path, ip_addresses: list[str], dns_names: list[str], s
         )
         _write_private(pki.admin_key, certs.key_to_pem(key))
         _write_private(pki.admin_cert, certs.cert_to_pem(admin))
+    if not (pki.service_account_key.exists() and pki.service_account_public_key.exists()):
+        from cryptography.hazmat.primitives import serialization
+
+        key = certs.generate_key()
+        _write_private(pki.service_account_key, certs.key_to_pem(key))
+        _write_private(pki.service_account_public_key, key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return pki
 
 

@@ -82,6 +82,13 @@ BUILTINS: tuple[ResourceType, ...] = (
     _core("events", "Event", True, short=("ev",)),
     _core("serviceaccounts", "ServiceAccount", True, short=("sa",), sub=("token",)),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
+    ResourceType("apps", "v1", "deployments", "Deployment", True, short_names=("deploy",),
+                 subresources=frozenset({"status", "scale"}), categories=("all",)),
+    ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, short_names=("rs",),
+                 subresources=frozenset({"status", "scale"}), categories=("all",)),
+    # Reviews are answered, never stored (kube-apiserver's create-only virtual resources).
+    ResourceType("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False, verbs=("create",)),
+    ResourceType("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False, verbs=("create",)),
     ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
                  short_names=("crd", "crds"), subresources=frozenset({"status"}), categories=("api-extensions",)),
 )

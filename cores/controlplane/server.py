@@ -1,9 +1,12 @@
 """The HTTPS server: Kubernetes API paths onto :class:`Api`, authentication, and the process around it.
 
 Authentication is by client certificate (verified against the control plane's CA) or bearer
-token (the config's static tokens); anonymous requests get 401, except the health and version
-endpoints that a real cluster also shows to anyone. Until RBAC exists, only ``system:masters``
-may do anything else: other identities get 403 with kube-apiserver's wording.
+token (the config's static tokens, or a service-account token this server signed); anonymous
+requests get 401, except the health and version endpoints that a real cluster also shows to
+anyone. Until RBAC exists, only ``system:masters`` may do anything else (but ask who they are,
+as RBAC's default ``system:basic-user`` role allows): other identities get 403 with
+kube-apiserver's wording. The controllers (:mod:`cores.controlplane.controllers`) run in this
+process, on the same loop, through the in-process :class:`Api`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from cores.common.config import Config
-from cores.controlplane import discovery, errors, pki
+from cores.controlplane import controllers, discovery, errors, pki, protobuf, serviceaccounts
 from cores.controlplane.api import Api, parse_json_body, selector_matcher
 from cores.controlplane.bootstrap import bootstrap_objects
 from cores.controlplane.registry import Registry, ResourceType
@@ -39,6 +42,8 @@ JSON = "application/json"
 class User:
     name: str
     groups: tuple[str, ...]
+    uid: str = ""
+    extra: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     @property
     def is_admin(self) -> bool:
@@ -77,7 +82,10 @@ class ApiServer:
         self.registry = Registry()
         self.store = Store(data_dir / "state.db", selector_fields, watch_queue_size=config.watchQueueSize)
         self.api = Api(self.store, self.registry, config.serviceClusterIPRange)
-        self.tokens = {t["token"]: User(t.get("user", ""), tuple(t.get("groups") or ())) for t in config.authentication.tokens}
+        self.tokens = {t["token"]: User(t.get("user", ""), _with_authenticated(t.get("groups") or ()), t.get("uid", ""))
+                       for t in config.authentication.tokens}
+        self.signer = serviceaccounts.TokenSigner(pki.Pki(Path(config.pkiDir)).service_account_key)
+        self.api.admission.append(self._admit)
         self.max_body = int(config.server.maxRequestBytes)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -91,7 +99,7 @@ class ApiServer:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
             if request.path not in PUBLIC_PATHS:
-                user = self._authenticate(request)
+                user = await self._authenticate(request)
                 if user is None:
                     raise errors.unauthorized()
                 request["user"] = user
@@ -103,22 +111,35 @@ class ApiServer:
             error = errors.too_large(self.max_body)
             return respond(error.status(), error.code)
 
-    def _authenticate(self, request: web.Request) -> User | None:
+    async def _authenticate(self, request: web.Request) -> User | None:
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
-            return self.tokens.get(header[7:].strip())
+            return await self.authenticate_token(header[7:].strip())
         cert = request.transport.get_extra_info("peercert") if request.transport else None
         if not cert:
             return None
         subject = [attribute for rdn in cert.get("subject", ()) for attribute in rdn]
         names = [value for key, value in subject if key == "commonName"]
         groups = tuple(value for key, value in subject if key == "organizationName")
-        return User(names[0], groups) if names else None
+        return User(names[0], _with_authenticated(groups)) if names else None
+
+    async def authenticate_token(self, token: str) -> User | None:
+        user = self.tokens.get(token)
+        if user is not None or not serviceaccounts.looks_like_jwt(token):
+            return user
+        identity = await serviceaccounts.authenticate(self.api, self.signer, token)
+        return None if identity is None else User(identity.name, identity.groups, identity.uid, identity.extra)
+
+    async def _admit(self, resource: ResourceType, obj: dict[str, Any]) -> None:
+        if resource.kind == "Pod" and resource.group == "":
+            await serviceaccounts.admit_pod(self.api, obj)
 
     @staticmethod
     def _authorize(user: User, verb: str, target: Target | None, path: str) -> None:
         if user.is_admin:
             return
+        if target is not None and target.resource.plural == "selfsubjectreviews" and verb == "create":
+            return  # system:basic-user: anyone authenticated may ask who they are
         if target is None:
             raise errors.forbidden(f'forbidden: User "{user.name}" cannot {verb} path "{path}"')
         resource = target.resource
@@ -204,6 +225,8 @@ class ApiServer:
         dry_run = "dryRun" in query
         if verb not in resource.verbs and not sub:
             raise errors.method_not_allowed(verb, request.path)
+        if sub == "scale":
+            return await self._scale(request, target, verb, dry_run)
         if verb == "get":
             return respond(await self.api.get(resource, namespace, name))
         if verb == "list":
@@ -211,12 +234,16 @@ class ApiServer:
         if verb == "watch":
             return await self._watch(request, target)
         if verb == "create":
-            body = parse_json_body(await request.read())
+            body = await self._create_body(request)
             if sub == "binding" or resource.plural == "bindings":
                 pods = self.registry.get("", "v1", "pods")
                 assert pods is not None
                 await self.api.bind(pods, namespace or "", name or _name_of(body), body)
                 return respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
+            if sub == "token" and resource.plural == "serviceaccounts":
+                return respond(await serviceaccounts.create_token(self.api, self.signer, namespace or "", name, body), 201)
+            if resource.group == "authentication.k8s.io":
+                return respond(await self._review(request, resource, body), 201)
             if name or sub:
                 raise errors.method_not_allowed("POST", request.path)
             return respond(await self.api.create(resource, namespace, body, dry_run), 201)
@@ -236,6 +263,36 @@ class ApiServer:
                                                    query.get("fieldSelector", ""), dry_run)
         return respond({"kind": resource.list_kind, "apiVersion": resource.api_version,
                         "metadata": {"resourceVersion": str(self.store.revision)}, "items": deleted})
+
+    @staticmethod
+    async def _create_body(request: web.Request) -> Any:
+        data = await request.read()
+        if request.headers.get("Content-Type", "").split(";")[0].strip() == protobuf.CONTENT_TYPE:
+            try:
+                return protobuf.decode(data)
+            except protobuf.ProtobufError as error:
+                raise errors.unsupported_media_type(protobuf.CONTENT_TYPE, ["application/json", "application/yaml"]) \
+                    if "not supported" in str(error) else errors.bad_request(str(error)) from None
+        return parse_json_body(data)
+
+    async def _scale(self, request: web.Request, target: Target, verb: str, dry_run: bool) -> web.Response:
+        resource, namespace, name = target.resource, target.namespace, target.name
+        if verb == "get":
+            return respond(await self.api.get_scale(resource, namespace, name))
+        if verb not in ("update", "patch"):
+            raise errors.method_not_allowed(verb, request.path)
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip() if verb == "patch" else ""
+        return respond(await self.api.write_scale(resource, namespace, name, await request.read(), content_type, dry_run))
+
+    async def _review(self, request: web.Request, resource: ResourceType, body: Any) -> dict[str, Any]:
+        version = resource.version
+        if resource.plural == "selfsubjectreviews":
+            user: User = request["user"]
+            return serviceaccounts.self_subject_review(version, user.name, user.uid, user.groups, user.extra)
+        token = str(((body or {}).get("spec") or {}).get("token") or "") if isinstance(body, dict) else ""
+        found = await self.authenticate_token(token) if token else None
+        identity = None if found is None else serviceaccounts.Identity(found.name, found.uid, found.groups, found.extra)
+        return serviceaccounts.token_review(version, body, identity, list(serviceaccounts.API_AUDIENCES))
 
     async def _list(self, request: web.Request, resource: ResourceType, namespace: str | None) -> web.Response:
         query = request.query
@@ -269,7 +326,9 @@ class ApiServer:
         try:
             async for chunk in lines:
                 await response.write(chunk)
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
+            pass  # the client went away (kubectl stops watching once it has what it waited for)
+        except asyncio.CancelledError:
             await lines.aclose()
             raise
         await lines.aclose()
@@ -299,7 +358,8 @@ class ApiServer:
         for crd in await self._stored_crds():
             self.registry.apply_crd(crd)
         self._tasks.append(asyncio.create_task(self._periodic(self._compact_history, self.config.history.compactIntervalSeconds)))
-        self._tasks.append(asyncio.create_task(self._periodic(self.api.finalize_namespaces, 1.0)))
+        if self.config.controllers.enable:
+            self._tasks.extend(controllers.start(self.api, self.config))
 
     async def _stored_crds(self) -> list[dict[str, Any]]:
         _, rows, _ = await self.store.list("/apiextensions.k8s.io/customresourcedefinitions/")
@@ -324,6 +384,12 @@ class ApiServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _with_authenticated(groups: Any) -> tuple[str, ...]:
+    """Every authenticated user is also in ``system:authenticated`` (kube-apiserver's group adder)."""
+    names = tuple(groups)
+    return names if serviceaccounts.AUTHENTICATED_GROUP in names else (*names, serviceaccounts.AUTHENTICATED_GROUP)
 
 
 def _name_of(body: Any) -> str:

@@ -39,5 +39,13 @@ MODULES: Mapping[str, ModuleFactory] = {
 }
 
 
-def main(config: Config) -> int:
-    return run("edgecore", config, MODULES)
+def _hollow_edged(config: Config) -> Module:
+    from cores.edge.hollow import HollowEdged
+
+    return HollowEdged(config)
+
+
+def main(config: Config, hollow: bool = False) -> int:
+    """Run EdgeCore; ``hollow`` swaps Edged for the stand-in that runs nothing (scale tests)."""
+    modules = {**MODULES, "edged": _hollow_edged} if hollow else MODULES
+    return run("edgecore", config, modules)

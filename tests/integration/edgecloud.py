@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
 from pathlib import Path
 
 from cores.common import layout as layouts
@@ -43,8 +44,9 @@ class Cloud(Core):
 
 
 def _spec(component: str, layout: layouts.Layout, config: Path) -> ServiceSpec:
-    return ServiceSpec(component=component, config_dir=layout.config_dir, log_dir=layout.log_dir,
-                       run_dir=layout.run_dir, argv=(*keadm_argv(), "run", component.removesuffix("core"), "--config", str(config)),
+    verbose = ("-v",) if os.environ.get("KUBEEDGE_TEST_VERBOSE") else ()
+    return ServiceSpec(component=component, config_dir=layout.config_dir, log_dir=layout.log_dir, run_dir=layout.run_dir,
+                       argv=(*keadm_argv(), "run", component.removesuffix("core"), "--config", str(config), *verbose),
                        readiness_timeout=scaled(30))
 
 
@@ -63,7 +65,7 @@ def start_cloud(base: Path, plane: ControlPlane, **settings: object) -> Cloud:
 
 def start_edge(base: Path, cloud: Cloud, node_name: str, token: str, *, runtime_endpoint: str = "unix:///nonexistent.sock",
                wait_connected: bool = True, websocket_port: int | None = None, heartbeat: int = 2,
-               edged: bool = True) -> Core:
+               edged: bool = True, hollow: bool = False) -> Core:
     layout = layouts.Layout(base / "etc", base / "var", base / "log")
     document = layouts.edgecore_document(layout, node_name=node_name, cloud_host="127.0.0.1", token=token,
                                          websocket_port=websocket_port or cloud.websocket_port, https_port=cloud.https_port,
@@ -72,6 +74,8 @@ def start_edge(base: Path, cloud: Cloud, node_name: str, token: str, *, runtime_
     document["modules"]["edged"]["enable"] = edged
     config = layouts.write(layout.edgecore_config, document)
     spec = _spec("edgecore", layout, config)
+    if hollow:
+        spec = dataclasses.replace(spec, argv=(*spec.argv, "--hollow"))
 
     def connected() -> bool:
         return spec.log_file.exists() and "connected to 127.0.0.1" in spec.log_file.read_text()

@@ -374,12 +374,12 @@ def test_watch_bookmarks_and_timeout(controlplane: ControlPlane) -> None:
     context = ssl.create_default_context(cafile=str(controlplane.ca_file))
     context.load_cert_chain(pki / "admin.crt", pki / "admin.key")
     start = time.monotonic()
-    url = controlplane.url + "/api/v1/namespaces/kube-public/configmaps?watch=true&allowWatchBookmarks=true&timeoutSeconds=3"
+    url = controlplane.url + "/api/v1/namespaces/kube-public/secrets?watch=true&allowWatchBookmarks=true&timeoutSeconds=3"
     with urllib.request.urlopen(url, context=context, timeout=10) as reply:
         assert reply.headers["Content-Type"] == "application/json"
         lines = reply.read().splitlines()
     assert 2.9 <= time.monotonic() - start < 6
     events = [json.loads(line) for line in lines]
-    # nothing in kube-public: only the bookmark sent shortly before the timeout, then a clean end
+    # no secret in kube-public (its one configmap is kube-root-ca.crt): only the bookmark shortly before the timeout
     assert [e["type"] for e in events] == ["BOOKMARK"]
-    assert events[0]["object"]["kind"] == "ConfigMap" and int(events[0]["object"]["metadata"]["resourceVersion"]) > 0
+    assert events[0]["object"]["kind"] == "Secret" and int(events[0]["object"]["metadata"]["resourceVersion"]) > 0

@@ -60,7 +60,7 @@ def wait_until(check: Any, timeout: float, message: Any) -> None:
         if check():
             return
         time.sleep(0.3)
-    pytest.fail(message() if callable(message) else message)
+    pytest.fail(str(message() if callable(message) else message))
 
 
 def pod(name: str, node: str, **spec: Any) -> dict[str, Any]:
@@ -102,3 +102,155 @@ def test_pods_reach_their_edges_and_deletes_leave_no_objectsync(controlplane: Co
         for edge in edges.values():
             edge.stop()
         core.delete_collection_namespaced_pod("default", label_selector="test=reliable", grace_period_seconds=0)
+
+
+def pod_phases(core: client.CoreV1Api, selector: str) -> dict[str, str]:
+    return {p.metadata.name: p.status.phase for p in core.list_namespaced_pod("default", label_selector=selector).items}
+
+
+@pytest.mark.slow
+def test_cloudcore_kill_9_while_pods_are_created(controlplane: ControlPlane, api: client.ApiClient, tmp_path: Path) -> None:
+    """Every pod reaches its (hollow) edge exactly once and is reported Running, across a CloudCore crash."""
+    from cores.common.supervision import start as start_service
+
+    core = client.CoreV1Api(api)
+    own_cloud = start_cloud(tmp_path / "cloud", controlplane)
+    edge = start_edge(tmp_path / "edge", own_cloud, "rel-crash", own_cloud.token(controlplane.kubeconfig), hollow=True)
+    try:
+        wait_until(lambda: any(n.metadata.name == "rel-crash" for n in core.list_node().items), 30, "hollow node did not register")
+        for index in range(50):
+            core.create_namespaced_pod("default", pod(f"crash-{index}", "rel-crash", **{}) | {"metadata": {"name": f"crash-{index}", "labels": {"test": "crash"}}})
+            if index == 20:
+                pid = status(own_cloud.spec).pid
+                assert pid is not None
+                os.kill(pid, signal.SIGKILL)
+                wait_until(lambda: not status(own_cloud.spec).running, 10, "cloudcore survived SIGKILL")
+                own_cloud.spec.log_file.write_text("")
+                start_service(own_cloud.spec, ready=lambda: "websocket server listening" in own_cloud.log())
+        wait_until(lambda: set(pod_phases(core, "test=crash").values()) == {"Running"} and len(pod_phases(core, "test=crash")) == 50,
+                   60, lambda: pod_phases(core, "test=crash"))
+        assert len(stored(edge, "pod")) == 50
+    finally:
+        edge.stop()
+        own_cloud.stop()
+        core.delete_collection_namespaced_pod("default", label_selector="test=crash", grace_period_seconds=0)
+
+
+@pytest.mark.slow
+def test_link_cut_while_things_change(controlplane: ControlPlane, cloud: Cloud, api: client.ApiClient, tmp_path: Path) -> None:
+    from tests.integration.tcp_proxy import TcpProxy
+
+    core = client.CoreV1Api(api)
+    cut_seconds = float(os.environ.get("KUBEEDGE_CUT_SECONDS", "60"))
+    proxy = TcpProxy(cloud.websocket_port).start()
+    edge = start_edge(tmp_path, cloud, "rel-cut", cloud.token(controlplane.kubeconfig), edged=False, websocket_port=proxy.port)
+    try:
+        edge_node(core, "rel-cut")
+        core.create_namespaced_config_map("default", {"metadata": {"name": "cut-cm", "labels": {"test": "cut"}}, "data": {"v": "1"}})
+        volume = [{"name": "cfg", "configMap": {"name": "cut-cm"}}]
+        for name in ("cut-keep", "cut-change", "cut-gone"):
+            core.create_namespaced_pod("default", {"metadata": {"name": name, "labels": {"test": "cut"}},
+                                                   "spec": {"nodeName": "rel-cut", "volumes": volume,
+                                                            "containers": [{"name": "c", "image": "localhost/busybox:local"}]}})
+        wait_until(lambda: len(stored(edge, "pod")) == 3, 30, "pods did not arrive before the cut")
+        proxy.reset_all()
+        core.patch_namespaced_config_map("cut-cm", "default", {"data": {"v": "2"}})
+        core.patch_namespaced_pod("cut-change", "default", {"metadata": {"labels": {"changed": "yes"}}})
+        core.delete_namespaced_pod("cut-gone", "default", grace_period_seconds=0)
+        core.create_namespaced_pod("default", {"metadata": {"name": "cut-new", "labels": {"test": "cut"}},
+                                               "spec": {"nodeName": "rel-cut", "containers": [{"name": "c", "image": "x"}]}})
+        time.sleep(cut_seconds)
+        proxy.restore()
+
+        def healed() -> bool:
+            pods = stored(edge, "pod")
+            configmaps = stored(edge, "configmap")
+            return (set(pods) == {"default/pod/cut-keep", "default/pod/cut-change", "default/pod/cut-new"}
+                    and pods["default/pod/cut-change"]["metadata"]["labels"].get("changed") == "yes"
+                    and configmaps.get("default/configmap/cut-cm", {}).get("data") == {"v": "2"})
+
+        wait_until(healed, 60, lambda: (sorted(stored(edge, "pod")), stored(edge, "configmap")))
+    finally:
+        edge.stop()
+        proxy.stop()
+        core.delete_collection_namespaced_pod("default", label_selector="test=cut", grace_period_seconds=0)
+        core.delete_collection_namespaced_config_map("default", label_selector="test=cut")
+
+
+def test_node_restriction_for_secrets(controlplane: ControlPlane, cloud: Cloud, api: client.ApiClient, tmp_path: Path) -> None:
+    import asyncio
+    import ssl
+
+    import websockets
+
+    from cores.beehive import Message
+    from cores.wire import decode, encode
+
+    core = client.CoreV1Api(api)
+    edge = start_edge(tmp_path, cloud, "rel-secret", cloud.token(controlplane.kubeconfig), edged=False)
+    edge.stop()  # keep its certificate; speak for it ourselves
+    edge_node(core, "rel-secret")
+    for name in ("mine", "theirs"):
+        core.create_namespaced_secret("default", {"metadata": {"name": f"rs-{name}", "labels": {"test": "rs"}}, "stringData": {"k": name}})
+    core.create_namespaced_pod("default", {"metadata": {"name": "rs-pod", "labels": {"test": "rs"}}, "spec": {
+        "nodeName": "rel-secret", "containers": [{"name": "c", "image": "x", "env": [
+            {"name": "K", "valueFrom": {"secretKeyRef": {"name": "rs-mine", "key": "k"}}}]}]}})
+    paths = edge.layout.certificate_paths()
+    context = ssl.create_default_context(cafile=paths["ca"])
+    context.check_hostname = False
+    context.load_cert_chain(paths["cert"], paths["key"])
+
+    async def ask(secret: str) -> Any:
+        async with websockets.connect(
+            f"wss://127.0.0.1:{cloud.websocket_port}/e632aba927ea4ac2b575ec1603d56f10/rel-secret/events", ssl=context,
+            additional_headers=[("Connectionuse", "msg"), ("Node_id", "rel-secret")], ping_interval=None,
+        ) as ws:
+            query = Message.new(source="edged", group="meta", operation="query", resource=f"default/secret/{secret}")
+            await ws.send(encode(query))
+            while True:
+                reply = json.loads(await asyncio.wait_for(ws.recv(), scaled(10)))
+                # ack what the cloud pushes, as an edge does: its ack queue is serial per node
+                await ws.send(encode(decode(json.dumps(reply)).response("OK")))
+                if reply["header"].get("parent_msg_id") == query.msg_id:
+                    return reply["content"]
+
+    try:
+        time.sleep(1)  # EdgeController's pod cache sees the pod
+        mine = asyncio.run(ask("rs-mine"))
+        assert mine["kind"] == "Secret" and mine["metadata"]["name"] == "rs-mine"
+        theirs = asyncio.run(ask("rs-theirs"))
+        assert theirs["ErrStatus"]["reason"] == "Forbidden"
+        assert "node rel-secret asked for query default/secret/rs-theirs, which is not its own: refused" in cloud.log()
+    finally:
+        core.delete_collection_namespaced_pod("default", label_selector="test=rs", grace_period_seconds=0)
+        core.delete_collection_namespaced_secret("default", label_selector="test=rs")
+
+
+@pytest.mark.slow
+def test_edgecore_kill_9_keeps_every_acked_object(controlplane: ControlPlane, cloud: Cloud, api: client.ApiClient,
+                                                  tmp_path: Path) -> None:
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    token = cloud.token(controlplane.kubeconfig)
+    edge = start_edge(tmp_path, cloud, "rel-burst", token, edged=False)
+    edge_node(core, "rel-burst")
+    try:
+        for index in range(60):
+            core.create_namespaced_pod("default", {"metadata": {"name": f"burst-{index}", "labels": {"test": "burst"}},
+                                                   "spec": {"nodeName": "rel-burst", "containers": [{"name": "c", "image": "x"}]}})
+        time.sleep(0.5)
+        pid = status(edge.spec).pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(1)
+        syncs = custom.list_namespaced_custom_object("reliablesyncs.kubeedge.io", "v1alpha1", "default", "objectsyncs")["items"]
+        uids = {p.metadata.uid: p.metadata.name for p in core.list_namespaced_pod("default", label_selector="test=burst").items}
+        acked = {uids[s["metadata"]["name"].rsplit(".", 1)[1]] for s in syncs
+                 if s["metadata"]["name"].startswith("rel-burst.") and s["metadata"]["name"].rsplit(".", 1)[1] in uids
+                 and int((s.get("status") or {}).get("objectResourceVersion") or 0) > 0}
+        assert acked, "nothing was acked before the kill"
+        have = {key.rsplit("/", 1)[1] for key in stored(edge, "pod")}
+        assert acked <= have, f"acked but not stored: {sorted(acked - have)}"
+    finally:
+        edge.stop()
+        core.delete_collection_namespaced_pod("default", label_selector="test=burst", grace_period_seconds=0)

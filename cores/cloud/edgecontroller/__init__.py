@@ -211,10 +211,16 @@ class EdgeController(_Downstream):
         try:
             while True:
                 message = await ctx.receive(self.name)
-                asyncio.create_task(self._handle(message))
+                asyncio.create_task(self._handle_logged(message))
         finally:
             for task in tasks:
                 task.cancel()
+
+    async def _handle_logged(self, message: Message) -> None:
+        try:
+            await self._handle(message)
+        except Exception:  # noqa: BLE001 - one message's failure is logged; the module goes on
+            log.exception("handling %s failed", message.describe())
 
     async def _handle(self, message: Message) -> None:
         try:
