@@ -1,4 +1,12 @@
-"""Edged, a light kubelet. This part: node presence (registration, Lease, node status).
+"""Edged, a light kubelet: node presence, and the node's pods on containerd through CRI.
+
+Pods: MetaManager hands Edged every pod, ConfigMap and Secret push it has committed
+(``<ns>/pod/<name>`` insert/update/delete, content the object) and replays the stored pods at
+start; :mod:`cores.edge.edged.pods` runs a worker per pod (:mod:`.worker`), which drives CRI,
+writes volumes (:mod:`.volumes`), runs probes (:mod:`.probes`) and reports status as a
+``<ns>/podpatch/<name>`` strategic merge patch (:mod:`.status`).
+
+Node presence:
 
 Once EdgeHub says the cloud is connected, Edged registers its Node (``insert null/node/<n>``),
 keeps its Lease in ``kube-node-lease`` renewed every 10 s, and patches the node status
@@ -20,6 +28,7 @@ from typing import Any
 from cores.beehive import Context, Message, SyncTimeout
 from cores.common.config import Config, host_address
 from cores.edge.edged import node as nodes
+from cores.edge.edged.pods import PodManager
 from cores.edge.edged.runtime import probe_runtime
 
 log = logging.getLogger("kubeedge.edged")
@@ -53,10 +62,18 @@ class Edged:
         self.tracker = nodes.NodeStatusTracker()
         self.node_uid = ""
         self.lease: dict[str, Any] | None = None
+        self.logs_root = str(kubelet.get("podLogsDir") or "/var/log/pods")
         self.connected = asyncio.Event()
+        self.pods: PodManager | None = None
+        self.cri: Any = None
 
     async def start(self, ctx: Context) -> None:
         self.ctx = ctx
+        from cores.edge.cri import CriClient
+
+        self.cri = CriClient(self.endpoint, timeout=REQUEST_TIMEOUT)
+        self.pods = PodManager(ctx, self.cri, node_name=self.node_name, node_ip=self.node_ip,
+                               root_directory=self.root_directory, logs_root=self.logs_root, request_timeout=REQUEST_TIMEOUT)
         tasks = [asyncio.create_task(self._presence())]
         try:
             while True:
@@ -66,9 +83,22 @@ class Edged:
                         self.connected.set()
                     else:
                         self.connected.clear()
+                    self.pods.connection(self.connected.is_set())
+                elif message.route.operation in ("insert", "update", "delete") and not message.parent_msg_id:
+                    self.pods.handle(message)
         finally:
             for task in tasks:
                 task.cancel()
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Containers keep running when Edged stops (as with kubelet); only our tasks end."""
+        if self.pods is not None:
+            await self.pods.stop()
+            self.pods = None
+        if self.cri is not None:
+            await self.cri.close()
+            self.cri = None
 
     async def _request(self, operation: str, resource: str, content: Any) -> tuple[Any, dict[str, Any] | None]:
         """A request to the cloud through MetaManager: (Object, Err) of the reply."""

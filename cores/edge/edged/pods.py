@@ -1,0 +1,215 @@
+"""The node's pod set: a :class:`~cores.edge.edged.worker.PodWorker` per pod, fed by MetaManager.
+
+Messages from MetaManager (``<ns>/pod/<name>`` insert/update/delete with the Pod JSON; ConfigMap
+and Secret pushes) start, update and end workers. At start MetaManager replays every pod in
+SQLite as ``insert``, so the set comes back without the cloud and each worker adopts the
+sandbox and containers already running for its uid.
+
+Housekeeping removes what this node created (label ``kubeedge.io/node-name``) for pods it no
+longer has, once Edged has been up long enough for the replay to have arrived; sandboxes of
+other nodes sharing the containerd are never listed, so never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cores.beehive import Context, Message, SyncTimeout
+from cores.edge.cri import POD_UID, CriClient, CriError, RuntimeUnavailable, api, labels_for_node
+from cores.edge.edged import podspec, volumes
+from cores.edge.edged.backoff import Backoff
+from cores.edge.edged.worker import PodWorker
+
+log = logging.getLogger("kubeedge.edged")
+
+ORPHAN_GRACE_SECONDS = 30.0     # after start, before what no pod claims is removed
+HOUSEKEEPING_SECONDS = 10.0
+OBJECT_KINDS = ("configmap", "secret")
+
+
+class PodManager:
+    def __init__(self, ctx: Context, cri: CriClient, *, node_name: str, node_ip: str, root_directory: str, logs_root: str,
+                 request_timeout: float) -> None:
+        self.ctx = ctx
+        self.cri = cri
+        self.node_name = node_name
+        self.node_ip = node_ip
+        self.root_directory = root_directory
+        self.logs_root = logs_root
+        self.request_timeout = request_timeout
+        self.backoff = Backoff()
+        self.workers: dict[str, PodWorker] = {}             # uid -> worker
+        self.objects: dict[str, dict[str, Any]] = {}        # "<ns>/<kind>/<name>" -> ConfigMap/Secret
+        self.connected = asyncio.Event()
+        self.started_at = asyncio.get_running_loop().time()
+        self.housekeeper = asyncio.create_task(self._housekeeping(), name="edged-housekeeping")
+
+    def pod_labels(self, uid: str) -> dict[str, str]:
+        return {**labels_for_node(self.node_name), POD_UID: uid}
+
+    async def stop(self) -> None:
+        self.housekeeper.cancel()
+        for worker in list(self.workers.values()):
+            worker.cancel()
+
+    # -- messages from MetaManager -----------------------------------------------------------------
+    def connection(self, connected: bool) -> None:
+        if connected:
+            self.connected.set()
+            for worker in self.workers.values():
+                worker.report_due.set()
+                worker.next_delete_request = 0.0  # a delete request refused while away goes now
+                worker.wake.set()
+        else:
+            self.connected.clear()
+
+    async def wait_connected_or(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.connected.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+        if self.connected.is_set():
+            await asyncio.sleep(seconds)  # connected yet refused: do not spin
+
+    def handle(self, message: Message) -> None:
+        parts = message.route.resource.split("/")
+        if len(parts) != 3:
+            return
+        namespace, kind, name = parts
+        content = message.content
+        if isinstance(content, (str, bytes)):
+            try:
+                content = json.loads(content)
+            except ValueError:
+                content = None
+        if kind == "pod":
+            self._pod(message.route.operation, content if isinstance(content, dict) else {}, namespace, name)
+        elif kind in OBJECT_KINDS:
+            self._object(message.route.operation, kind, namespace, name, content if isinstance(content, dict) else None)
+
+    def _pod(self, operation: str, pod: dict[str, Any], namespace: str, name: str) -> None:
+        uid = podspec.pod_uid(pod)
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node and node != self.node_name:
+            log.debug("pod %s/%s is bound to %s, not this node", namespace, name, node)
+            return
+        worker = self.workers.get(uid) if uid else None
+        if operation == "delete":
+            if worker is None and not uid:
+                worker = next((w for w in self.workers.values() if w.key == f"{namespace}/{name}"), None)
+            if worker is not None:
+                worker.delete()
+            return
+        if not uid or not pod.get("spec"):
+            return
+        if worker is not None:
+            worker.update(pod)
+            return
+        log.info("pod %s/%s (%s) added", namespace, name, uid)
+        self.workers[uid] = PodWorker(self, pod)
+
+    def _object(self, operation: str, kind: str, namespace: str, name: str, obj: dict[str, Any] | None) -> None:
+        key = f"{namespace}/{kind}/{name}"
+        if operation == "delete" or obj is None:
+            self.objects.pop(key, None)
+        else:
+            self.objects[key] = obj
+        for worker in self.workers.values():
+            if worker.namespace == namespace and (kind, name) in volumes.referenced_objects(worker.pod):
+                worker.object_changed()
+
+    def forget(self, worker: PodWorker) -> None:
+        if self.workers.get(worker.uid) is worker:
+            del self.workers[worker.uid]
+
+    # -- ConfigMaps and Secrets --------------------------------------------------------------------
+    async def fetch_objects(self, namespace: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any] | None]:
+        found: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for kind, name in wanted:
+            key = f"{namespace}/{kind}/{name}"
+            if key not in self.objects:
+                obj = await self._query(key)
+                if obj is not None:
+                    self.objects[key] = obj
+            found[(kind, name)] = self.objects.get(key)
+        return found
+
+    async def _query(self, resource: str) -> dict[str, Any] | None:
+        message = Message.new(source="edged", group="meta", operation="query", resource=resource)
+        try:
+            reply = await self.ctx.send_sync("metamanager", message, self.request_timeout)
+        except SyncTimeout as error:
+            log.warning("%s", error)
+            return None
+        content = reply.content
+        if isinstance(content, str):
+            try:
+                content = json.loads(content)
+            except ValueError:
+                return None
+        if isinstance(content, list) and content:  # upstream's local answer: a list of JSON strings
+            content = content[0]
+            content = json.loads(content) if isinstance(content, str) else content
+        if not isinstance(content, dict):
+            return None
+        if "Err" in content or "Object" in content:
+            if content.get("Err"):
+                return None
+            content = content.get("Object")
+        return content if isinstance(content, dict) and content.get("metadata") is not None else None
+
+    # -- housekeeping ------------------------------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            if asyncio.get_running_loop().time() - self.started_at < ORPHAN_GRACE_SECONDS:
+                continue
+            try:
+                await self.remove_orphans()
+            except RuntimeUnavailable as error:
+                log.debug("housekeeping: %s", error)  # node presence reports the runtime down
+            except CriError as error:
+                log.warning("housekeeping: %s", error)
+            except Exception:  # noqa: BLE001 - keep housekeeping alive
+                log.exception("housekeeping failed")
+
+    async def remove_orphans(self) -> list[str]:
+        """Remove sandboxes, containers and pod directories of this node that no pod claims."""
+        known = set(self.workers)
+        removed: list[str] = []
+        mine = labels_for_node(self.node_name)
+        for container in await self.cri.list_containers(labels=mine):
+            if container.labels.get(POD_UID) not in known:
+                if container.state in (api.CONTAINER_RUNNING, api.CONTAINER_CREATED):
+                    await _quietly(self.cri.stop_container(container.id, 0))
+                await _quietly(self.cri.remove_container(container.id))
+                removed.append(container.id)
+        for sandbox in await self.cri.list_pod_sandbox(labels=mine):
+            if sandbox.labels.get(POD_UID) not in known:
+                await _quietly(self.cri.stop_pod_sandbox(sandbox.id))
+                await _quietly(self.cri.remove_pod_sandbox(sandbox.id))
+                removed.append(sandbox.id)
+                meta = sandbox.metadata
+                await asyncio.to_thread(shutil.rmtree, f"{self.logs_root}/{meta.namespace}_{meta.name}_{meta.uid}", True)
+        pods_dir = Path(self.root_directory) / "pods"
+        if pods_dir.is_dir():
+            for entry in await asyncio.to_thread(lambda: list(pods_dir.iterdir())):
+                if entry.name not in known:
+                    await asyncio.to_thread(shutil.rmtree, entry, True)
+        if removed:
+            log.info("housekeeping removed %d orphan sandbox(es)/container(s) of node %s", len(removed), self.node_name)
+        return removed
+
+
+async def _quietly(call: Any) -> None:
+    try:
+        await call
+    except CriError as error:
+        if not error.not_found:
+            log.warning("housekeeping: %s", error)
