@@ -71,9 +71,16 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert result.returncode == 2 and "No such command" in result.stderr and "Traceback" not in result.stderr
 
 
+# Modules that need a cluster, a cloud or a runtime are off here: these tests are about `keadm run` itself.
+IMPLEMENTED = {"cloud": ("cloudHub", "edgeController", "syncController"), "edge": ("edgeHub", "metaManager", "edged")}
+
+
 def _write_config(tmp_path: Path, side: str) -> Path:
+    document = configs.default_document(configs.KINDS[side], "127.0.0.1", "e2e-node")
+    for module in IMPLEMENTED[side]:
+        document["modules"][module]["enable"] = False
     path = tmp_path / f"{side}core.yaml"
-    path.write_text(configs.dump(configs.default_document(configs.KINDS[side], "127.0.0.1", "e2e-node")))
+    path.write_text(configs.dump(document))
     return path
 
 
@@ -97,7 +104,7 @@ def _expect_running_then_clean_stop(process: subprocess.Popen[str], side: str) -
         text = "".join(lines)
         assert "is running" in text, text
         assert "not implemented yet, so not running" in text
-        assert (" edgeHub" in text) if side == "edge" else (" cloudHub" in text)
+        assert (" eventBus" in text) if side == "edge" else (" deviceController" in text)
         process.send_signal(signal.SIGTERM)
         assert process.wait(scaled(10)) == 0
         rest = process.stderr.read()
@@ -153,3 +160,25 @@ def test_supervised_cloudcore_runs_in_background_and_stops(tmp_path: Path) -> No
     assert not status(spec).running and not Path(f"/proc/{pid}").exists()
     log = spec.log_file.read_text()
     assert "received SIGTERM" in log and "cloudcore stopped" in log
+
+
+def test_cloudcore_without_a_kubeconfig_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "cloudcore.yaml"
+    path.write_text(configs.dump(configs.default_document(configs.CLOUDCORE, "127.0.0.1", "e2e-node")))
+    result = keadm("run", "cloud", "--config", str(path))
+    assert result.returncode == 1
+    assert "kubeAPIConfig.kubeConfig is empty: CloudCore needs a kubeconfig for its cluster" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_edgecore_without_certificate_or_token_says_so(tmp_path: Path) -> None:
+    document = configs.default_document(configs.EDGECORE, "127.0.0.1", "e2e-node")
+    hub = document["modules"]["edgeHub"]
+    hub.update(tlsCaFile=str(tmp_path / "ca.crt"), tlsCertFile=str(tmp_path / "s.crt"), tlsPrivateKeyFile=str(tmp_path / "s.key"))
+    document["database"]["dataSource"] = str(tmp_path / "edge.db")
+    document["modules"]["edged"]["enable"] = False
+    path = tmp_path / "edgecore.yaml"
+    path.write_text(configs.dump(document))
+    result = keadm("run", "edge", "--config", str(path))
+    assert result.returncode == 1
+    assert "no valid certificate for node e2e-node" in result.stderr and "keadm join --token" in result.stderr

@@ -61,7 +61,9 @@ class MetaStore:
         return None if row is None else str(row[0])
 
     def close(self) -> None:
-        self._db.close()
+        # Under the lock: closing while another thread runs a statement crashes sqlite3.
+        with self._lock:
+            self._db.close()
 
 
 def not_connected(request: Message) -> Message:
