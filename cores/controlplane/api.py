@@ -213,7 +213,9 @@ class Api:
         return await self._write(resource, namespace, name, change, subresource, dry_run)
 
     async def patch(self, resource: ResourceType, namespace: str | None, name: str, body: bytes, content_type: str,
-                    subresource: str = "", dry_run: bool = False) -> dict[str, Any]:
+                    subresource: str = "", dry_run: bool = False,
+                    check_fields: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Apply a patch; ``check_fields`` sees (and may refuse or prune) the patched object before it is stored."""
         kind = PATCH_TYPES.get(content_type)
         if kind is None:
             raise errors.unsupported_media_type(content_type, list(PATCH_TYPES))
@@ -236,6 +238,8 @@ class Api:
             expected = meta(patched).get("resourceVersion")
             if expected and expected != meta(old).get("resourceVersion"):
                 raise errors.stale_update(resource.group, resource.plural, name)
+            if check_fields is not None:
+                check_fields(patched)
             return patched
 
         return await self._write(resource, namespace, name, change, subresource, dry_run)

@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from cores.common.config import Config
-from cores.controlplane import controllers, discovery, errors, pki, protobuf, serviceaccounts
+from cores.controlplane import controllers, discovery, errors, pki, protobuf, serviceaccounts, views
 from cores.controlplane.api import Api, parse_json_body, selector_matcher
 from cores.controlplane.bootstrap import bootstrap_objects
 from cores.controlplane.registry import Registry, ResourceType
@@ -173,6 +173,16 @@ class ApiServer:
                 return respond(group)
         if path == "/admin/compact" and request.method == "POST":
             return await self._compact(request)
+        if path.startswith("/openapi/v3"):
+            document = views.openapi_v3(self.registry, await self._stored_crds(), path)
+            if document is not None:
+                return respond(document)
+        if path == "/openapi/v2":
+            if "json" not in request.headers.get("Accept", "application/json"):
+                # kubectl asks for the protobuf form only; without it, it goes on as with a real
+                # server that lacks v2 (it validates through /openapi/v3 and the server).
+                return web.Response(status=406, text="only application/json is served here")
+            return respond(views.openapi_v2(self.registry, await self._stored_crds()))
         raise errors.path_not_found(path)
 
     async def _resource_path(self, request: web.Request, group: str, version: str, rest: list[str], path: str) -> web.StreamResponse:
@@ -228,7 +238,10 @@ class ApiServer:
         if sub == "scale":
             return await self._scale(request, target, verb, dry_run)
         if verb == "get":
-            return respond(await self.api.get(resource, namespace, name))
+            item = await self.api.get(resource, namespace, name)
+            table = views.table_for(resource, request.headers.get("Accept", ""), query, [item],
+                                    {"resourceVersion": json.loads(item)["metadata"].get("resourceVersion", "")})
+            return respond(table if table is not None else item)
         if verb == "list":
             return await self._list(request, resource, namespace)
         if verb == "watch":
@@ -246,13 +259,18 @@ class ApiServer:
                 return respond(await self._review(request, resource, body), 201)
             if name or sub:
                 raise errors.method_not_allowed("POST", request.path)
-            return respond(await self.api.create(resource, namespace, body, dry_run), 201)
+            warnings = views.check_fields(resource, body, query, await self._crds_for(resource))
+            return _warned(respond(await self.api.create(resource, namespace, body, dry_run), 201), warnings)
         if verb == "update":
             body = parse_json_body(await request.read())
-            return respond(await self.api.update(resource, namespace, name, body, sub, dry_run))
+            warnings = views.check_fields(resource, body, query, await self._crds_for(resource)) if not sub else []
+            return _warned(respond(await self.api.update(resource, namespace, name, body, sub, dry_run)), warnings)
         if verb == "patch":
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-            return respond(await self.api.patch(resource, namespace, name, await request.read(), content_type, sub, dry_run))
+            crds, warnings = await self._crds_for(resource), []
+            checker = None if sub else (lambda obj: warnings.extend(views.check_fields(resource, obj, query, crds)))
+            patched = await self.api.patch(resource, namespace, name, await request.read(), content_type, sub, dry_run, checker)
+            return _warned(respond(patched), warnings)
         options = await self._delete_options(request)
         if verb == "delete":
             removed, obj = await self.api.delete(resource, namespace, name, options, dry_run)
@@ -304,7 +322,9 @@ class ApiServer:
             resource, namespace, label_selector=query.get("labelSelector", ""),
             field_selector=query.get("fieldSelector", ""), limit=max(limit, 0), continue_token=query.get("continue", ""),
         )
-        return respond(list_document(resource, revision, items, token))
+        metadata = {"resourceVersion": str(revision), **({"continue": token} if token else {})}
+        table = views.table_for(resource, request.headers.get("Accept", ""), query, items, metadata)
+        return respond(table if table is not None else list_document(resource, revision, items, token))
 
     async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
         query = request.query
@@ -317,6 +337,7 @@ class ApiServer:
         resource_version = query.get("resourceVersion", "")
         if resource_version and not resource_version.isdigit():
             raise errors.bad_request(f"invalid resourceVersion {resource_version!r}")
+        transform = views.watch_table_transform(target.resource, request.headers.get("Accept", ""), query)
         response = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"})
         response.enable_chunked_encoding()
         await response.prepare(request)
@@ -325,7 +346,7 @@ class ApiServer:
                        bookmarks=query.get("allowWatchBookmarks") in ("1", "true", "True"))
         try:
             async for chunk in lines:
-                await response.write(chunk)
+                await response.write(transform(chunk) if transform is not None else chunk)
         except ConnectionResetError:
             pass  # the client went away (kubectl stops watching once it has what it waited for)
         except asyncio.CancelledError:
@@ -361,6 +382,9 @@ class ApiServer:
         if self.config.controllers.enable:
             self._tasks.extend(controllers.start(self.api, self.config))
 
+    async def _crds_for(self, resource: ResourceType) -> list[dict[str, Any]]:
+        return await self._stored_crds() if views.is_custom(resource) else []
+
     async def _stored_crds(self) -> list[dict[str, Any]]:
         _, rows, _ = await self.store.list("/apiextensions.k8s.io/customresourcedefinitions/")
         return [json.loads(row.value) for row in rows]
@@ -390,6 +414,12 @@ def _with_authenticated(groups: Any) -> tuple[str, ...]:
     """Every authenticated user is also in ``system:authenticated`` (kube-apiserver's group adder)."""
     names = tuple(groups)
     return names if serviceaccounts.AUTHENTICATED_GROUP in names else (*names, serviceaccounts.AUTHENTICATED_GROUP)
+
+
+def _warned(response: web.Response, warnings: list[str]) -> web.Response:
+    for warning in warnings:
+        response.headers.add("Warning", warning)
+    return response
 
 
 def _name_of(body: Any) -> str:
