@@ -1,108 +1,106 @@
-"""The README's first command, for what exists today: configs, certificates and token, supervised cores.
+"""The README's first command: the main job end to end on one machine, with the embedded defaults.
 
-It grows with the project until it is: init -> join -> a pod running at the edge, its status printed.
+``keadm init`` (embedded control plane + CloudCore) -> ``keadm gettoken`` -> a private containerd
+(Debian's containerd and runc, local busybox and pause images, no registry) -> ``keadm join`` ->
+a pod applied with kubectl, running at the edge, its status printed -> ``keadm reset`` on both
+sides (unless ``--keep``). Every command is printed as a user would type it.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import os
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
-from certs import token, x509
-from cores.common import config as configs
-from cores.common.supervision import ServiceSpec, start, status, stop
-
-console = Console()
+console = Console(highlight=False, soft_wrap=True)
 KEADM = str(Path(sys.executable).with_name("keadm"))
 
-
-def step(text: str) -> None:
-    console.print(f"[bold cyan]==>[/] {text}")
-
-
-def write_configs(base: Path) -> dict[str, Path]:
-    paths = {}
-    for side in ("cloud", "edge"):
-        printed = subprocess.run([KEADM, "run", side, "--defaultconfig"], check=True, capture_output=True, text=True)
-        doc = configs.yaml.safe_load(printed.stdout)
-        if side == "edge":
-            doc["database"]["dataSource"] = str(base / "edge" / "edgecore.db")
-            hub = doc["modules"]["edgeHub"]
-            hub["tlsCaFile"], hub["tlsCertFile"] = str(base / "edge/ca/rootCA.crt"), str(base / "edge/certs/server.crt")
-            hub["tlsPrivateKeyFile"] = str(base / "edge/certs/server.key")
-        path = base / side / f"{side}core.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(configs.dump(doc))
-        subprocess.run([KEADM, "run", side, "--config", str(path), "--check-config"], check=True, capture_output=True)
-        console.print(f"    {side}core config written and checked: {path}")
-        paths[side] = path
-    return paths
+POD = """apiVersion: v1
+kind: Pod
+metadata:
+  name: hello-edge
+spec:
+  nodeSelector:
+    node-role.kubernetes.io/edge: ""
+  hostNetwork: true
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: hello
+    image: localhost/busybox:local
+    command: ["sh", "-c", "trap 'exit 0' TERM; echo hello from the edge; while true; do sleep 1; done"]
+"""
 
 
-def certificates(base: Path, node: str) -> None:
-    ca_cert, ca_key = x509.create_ca()
-    ca_der = x509.cert_to_der(ca_cert)
-    issued = token.create_token(ca_der, x509.key_to_sec1_der(ca_key))
-    console.print(f"    CA created; join token (as `keadm gettoken` will print it): {issued[:24]}...")
-    jwt = token.verify_ca_hash(issued, ca_der)  # what the edge checks against the /ca.crt it fetched
-    expiry = token.verify_token(jwt, x509.key_to_sec1_der(ca_key))  # what the cloud checks
-    key = x509.generate_key()
-    csr = x509.create_node_csr(node, key)
-    signed = x509.sign_node_csr(x509.csr_to_der(csr), ca_cert, ca_key, node)
-    console.print(f"    token verified (expires {expiry:%Y-%m-%d %H:%M} UTC); node certificate issued for "
-                  f"{x509.verify_node_certificate(signed, ca_cert)!r}")
-    certs_dir = base / "edge" / "certs"
-    certs_dir.mkdir(parents=True, exist_ok=True)
-    (certs_dir / "server.crt").write_bytes(x509.cert_to_pem(signed))
-    (certs_dir / "server.key").write_bytes(x509.key_to_pem(key))
+def run(argv: list[str], *, stdin: str | None = None, capture: bool = False) -> str:
+    shown = " ".join(shlex.quote(a) if a != KEADM else "keadm" for a in argv)
+    console.print(f"[bold cyan]$[/] {shown}")
+    result = subprocess.run(argv, input=stdin, text=True, capture_output=capture, env={**os.environ})
+    if result.returncode != 0:
+        if capture:
+            console.print(result.stdout + result.stderr)
+        raise SystemExit(f"demo: `{shown}` failed (exit {result.returncode})")
+    return result.stdout if capture else ""
 
 
-def spec_for(base: Path, side: str, config: Path) -> ServiceSpec:
-    return ServiceSpec(
-        component=f"{side}core", config_dir=base / side, log_dir=base / side / "log", run_dir=base / side / "run",
-        argv=(KEADM, "run", side, "--config", str(config)), readiness_timeout=30,
-    )
+def dirs(base: Path, name: str) -> list[str]:
+    return ["--config-dir", str(base / name / "etc"), "--data-dir", str(base / name / "var"), "--log-dir", str(base / name / "log")]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dir", type=Path, default=Path("/tmp/keadm-demo"), help="where the demo keeps its files")
-    base = parser.parse_args().dir.resolve()
-    for side in ("cloud", "edge"):
-        stop(spec_for(base, side, base / side / f"{side}core.yaml"))  # a previous demo's cores
-    shutil.rmtree(base, ignore_errors=True)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/keadm-demo"), help="where the demo keeps everything")
+    parser.add_argument("--keep", action="store_true", help="leave the cloud, the edge and containerd running")
+    args = parser.parse_args()
+    base = args.dir.resolve()
+    os.environ["HOME"] = str(base / "home")  # no ~/.kube/config: init brings its own control plane
+    (base / "home").mkdir(parents=True, exist_ok=True)
+    for side in ("edge", "cloud"):  # a previous demo's leftovers
+        subprocess.run([KEADM, "reset", "--force", *dirs(base, side)], capture_output=True)
+    subprocess.run([sys.executable, "-m", "cores.runtime", "stop", "--dir", str(base / "containerd")], capture_output=True)
 
-    step("keadm version")
-    subprocess.run([KEADM, "version"], check=True)
-    step("writing CloudCore and EdgeCore configs from the defaults (keadm run cloud|edge --defaultconfig)")
-    paths = write_configs(base)
-    step("KubeEdge CA, join token and a node certificate (certs library)")
-    certificates(base, "demo-edge")
-    step("starting CloudCore and EdgeCore as managed background processes")
-    specs = [spec_for(base, side, paths[side]) for side in ("cloud", "edge")]
-    try:
-        for spec in specs:
-            start(spec, ready=lambda spec=spec: spec.log_file.exists() and "is running" in spec.log_file.read_text())
-        table = Table("component", "running", "pid", "log")
-        for spec in specs:
-            state = status(spec)
-            table.add_row(spec.component, str(state.running), str(state.pid), str(spec.log_file))
-        console.print(table)
-        for spec in specs:
-            console.print(f"[dim]{spec.log_file}:[/]\n" + spec.log_file.read_text())
-    finally:
-        step("stopping them (SIGTERM, clean shutdown)")
-        for spec in reversed(specs):
-            stop(spec)
-    console.print("[bold green]done[/]: modules not implemented yet are named in the logs above; "
-                  "see the README for what works today.")
+    run([KEADM, "version"])
+    run([KEADM, "init", "--advertise-address", "127.0.0.1", *dirs(base, "cloud")])
+    token = run([KEADM, "gettoken", "--config-dir", str(base / "cloud" / "etc")], capture=True).strip()
+    console.print(f"{token[:40]}...")
+    run([sys.executable, "-m", "cores.runtime", "start", "--dir", str(base / "containerd")])
+    endpoint = f"unix://{base / 'containerd' / 'containerd.sock'}"
+    run([KEADM, "join", "--cloudcore-ipport", "127.0.0.1:10000", "--token", token, "--edgenode-name", "demo-edge",
+         "--remote-runtime-endpoint", endpoint, "--node-ip", "127.0.0.1", *dirs(base, "edge")])
+    kubectl = ["kubectl", "--kubeconfig", str(base / "cloud" / "etc" / "admin.kubeconfig")]
+    wait_for(kubectl, ["get", "node", "demo-edge", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"], "True")
+    run([*kubectl, "get", "nodes", "-o", "wide"])
+    run([*kubectl, "apply", "-f", "-"], stdin=POD)
+    wait_for(kubectl, ["get", "pod", "hello-edge", "-o", "jsonpath={.status.phase}"], "Running")
+    run([*kubectl, "get", "pods", "-o", "wide"])
+    run([*kubectl, "get", "pod", "hello-edge", "-o", "jsonpath={range .status.containerStatuses[*]}{.name}: ready={.ready} "
+         "restarts={.restartCount} id={.containerID}{\"\\n\"}{end}"])
+    run([*kubectl, "get", "events", "--field-selector", "involvedObject.name=hello-edge"])
+    console.print("\n[bold green]The pod runs at the edge.[/]")
+    if args.keep:
+        console.print(f"Left running. kubectl: {' '.join(kubectl)}; undo with `keadm reset --force` and the directory flags above.")
+        return 0
+    run([*kubectl, "delete", "pod", "hello-edge", "--wait", "--timeout=60s"])
+    run([KEADM, "reset", "--force", *dirs(base, "edge")])
+    run([KEADM, "reset", "--force", *dirs(base, "cloud")])
+    run([sys.executable, "-m", "cores.runtime", "stop", "--dir", str(base / "containerd")])
     return 0
+
+
+def wait_for(kubectl: list[str], args: list[str], expected: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    with console.status(f"waiting for {' '.join(args[:3])} to be {expected}"):
+        while time.monotonic() < deadline:
+            result = subprocess.run([*kubectl, *args], capture_output=True, text=True)
+            if result.stdout.strip() == expected:
+                return
+            time.sleep(0.5)
+    raise SystemExit(f"demo: {' '.join(args)} did not become {expected} within {timeout:.0f} s")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set everything up and run the main job end to end on the embedded defaults.
-# Today (foundation): configs printed and checked, a join token issued and verified,
-# CloudCore and EdgeCore started under supervision, shown running, and stopped.
+# init (embedded control plane + CloudCore) -> gettoken -> a private containerd -> join ->
+# a pod applied with kubectl, running at the edge, its status printed -> reset.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
