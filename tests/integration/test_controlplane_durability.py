@@ -31,6 +31,7 @@ class Writer(threading.Thread):
         self.api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
         self.acked: dict[str, str] = {}  # configmap name -> last value the server acknowledged
         self.writes = 0
+        self.revisions: set[int] = set()  # resourceVersions of the writes the server acknowledged
 
     def run(self) -> None:
         try:
@@ -44,24 +45,24 @@ class Writer(threading.Thread):
             name = f"w{self.index}-{count % 20}"
             value = f"{count}"
             try:
-                self._write(name, value)
+                self.revisions.add(self._write(name, value))
                 self.acked[name] = value
                 self.writes += 1
                 count += 1
             except (ApiException, urllib3.exceptions.HTTPError, OSError):
                 time.sleep(0.2)  # server down: retry the same write
 
-    def _write(self, name: str, value: str) -> None:
+    def _write(self, name: str, value: str) -> int:
         body = {"metadata": {"name": name}, "data": {"v": value}}
         if name in self.acked:
-            self.api.replace_namespaced_config_map(name, NAMESPACE, body)
-            return
+            return int(self.api.replace_namespaced_config_map(name, NAMESPACE, body).metadata.resource_version)
         try:
-            self.api.create_namespaced_config_map(NAMESPACE, body)
+            return int(self.api.create_namespaced_config_map(NAMESPACE, body).metadata.resource_version)
         except ApiException as error:
             if error.status != 409:
                 raise
-            self.api.replace_namespaced_config_map(name, NAMESPACE, body)  # an earlier try did land
+            # an earlier try did land
+            return int(self.api.replace_namespaced_config_map(name, NAMESPACE, body).metadata.resource_version)
 
 
 class Watcher(threading.Thread):
@@ -105,9 +106,9 @@ def test_writers_watchers_and_kill_9(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the namespace controller did not fill the namespace"
             time.sleep(0.1)
         since = setup.list_namespaced_config_map(NAMESPACE).metadata.resource_version
-        stop = threading.Event()
+        stop, stop_watching = threading.Event(), threading.Event()
         writers = [Writer(i, plane.kubeconfig, stop) for i in range(WRITERS)]
-        watchers = [Watcher(plane.kubeconfig, since, stop) for _ in range(WATCHERS)]
+        watchers = [Watcher(plane.kubeconfig, since, stop_watching) for _ in range(WATCHERS)]
         for thread in [*watchers, *writers]:
             thread.start()
         time.sleep(SOAK_SECONDS / 2)
@@ -121,7 +122,12 @@ def test_writers_watchers_and_kill_9(tmp_path: Path) -> None:
         for thread in writers:
             thread.join(scaled(30))
         final = setup.list_namespaced_config_map(NAMESPACE)
-        time.sleep(scaled(6))  # let watchers drain up to the final revision
+        newest = max(int(cm.metadata.resource_version) for cm in final.items)
+        # The watchers (the Python client decodes every event) may lag the writers; let them drain.
+        deadline = time.monotonic() + scaled(120)
+        while time.monotonic() < deadline and any(not w.revisions or w.revisions[-1] < newest for w in watchers):
+            time.sleep(0.5)
+        stop_watching.set()
         for thread in watchers:
             thread.join(scaled(30))
 
@@ -132,14 +138,17 @@ def test_writers_watchers_and_kill_9(tmp_path: Path) -> None:
                 assert int(stored[name]) >= int(value), f"acknowledged write {name}={value} lost (stored {stored.get(name)})"
         total = sum(w.writes for w in writers)
         assert total >= 20 * WRITERS, f"only {total} writes went through"
-        last = int(final.metadata.resource_version)
+        # Controllers write other objects too, so revisions of configmaps are not contiguous; what
+        # must hold is that every watcher saw every acknowledged write, in order, exactly once.
+        acknowledged = set().union(*(w.revisions for w in writers))
+        last = max(int(cm.metadata.resource_version) for cm in final.items)
         for watcher in watchers:
             assert watcher.reconnects >= 1, "the kill should have broken every watch"
             revisions = watcher.revisions
             assert revisions == sorted(set(revisions)), "events out of order or duplicated"
-            assert revisions[0] == int(since) + 1 and revisions[-1] == last
-            gaps = [(a, b) for a, b in zip(revisions, revisions[1:]) if b != a + 1]
-            assert not gaps, f"watcher missed revisions: {gaps[:5]}"
+            assert revisions[-1] >= last, f"watcher stopped at {revisions[-1]}, last write was {last}"
+            missed = sorted(acknowledged - set(revisions))
+            assert not missed, f"watcher missed acknowledged writes: {missed[:5]}"
     finally:
         setup.api_client.close()
         launcher.stop(plane)
