@@ -14,8 +14,6 @@ import dataclasses
 import datetime
 import os
 import ssl
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +53,10 @@ def paths_from(hub: Any) -> CertificatePaths:
 
 
 def _request(url: str, context: ssl.SSLContext, *, body: bytes | None = None, headers: dict[str, str] | None = None) -> bytes:
+    # Imported here: urllib.request costs the edge ~3 MB and is needed only to join or rotate.
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(url, data=body, method="GET", headers=headers or {})
     try:
         with urllib.request.urlopen(request, context=context, timeout=TIMEOUT) as reply:
@@ -133,27 +135,55 @@ def renew(http_server: str, node_name: str, paths: CertificatePaths) -> datetime
     return _expiry(cert)
 
 
+def _decode(path: Path) -> dict[str, Any] | None:
+    """A PEM certificate's subject, issuer and validity, read by the ssl module: no ``cryptography``
+    import (about 10 MB of the edge's memory) on the path every restart takes."""
+    try:
+        return dict(ssl._ssl._test_decode_cert(str(path)))  # type: ignore[attr-defined]
+    except (OSError, ssl.SSLError, ValueError):
+        return None
+
+
+def _name(decoded: dict[str, Any], field: str, attribute: str) -> list[str]:
+    return [value for rdn in decoded.get(field, ()) for key, value in rdn if key == attribute]
+
+
+def _time(text: str) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(text), datetime.timezone.utc)
+
+
 def valid_certificate(paths: CertificatePaths, node_name: str) -> datetime.datetime | None:
-    """The expiry of the stored certificate if it is this node's and still valid, else None."""
+    """The expiry of the stored certificate if it is this node's, issued by the stored CA, and
+    valid now; else None. (The signature is checked by every TLS handshake with the cloud.)"""
     if not paths.exist():
         return None
-    from certs import errors
-    from certs import x509 as certs
-
-    try:
-        cert = certs.cert_from_pem(paths.cert.read_bytes())
-        ca = certs.cert_from_pem(paths.ca.read_bytes())
-        if certs.verify_node_certificate(cert, ca) != node_name:
-            return None
-    except errors.CertsError:
+    cert, ca = _decode(paths.cert), _decode(paths.ca)
+    if cert is None or ca is None:
         return None
-    return _expiry(cert)
+    if _name(cert, "subject", "commonName") != [f"system:node:{node_name}"] or "system:nodes" not in _name(cert, "subject", "organizationName"):
+        return None
+    if cert.get("issuer") != ca.get("subject"):
+        return None
+    now = datetime.datetime.now(datetime.timezone.utc)
+    not_before, not_after = _time(cert["notBefore"]), _time(cert["notAfter"])
+    if not not_before <= now < not_after:
+        return None
+    try:
+        ssl.create_default_context().load_cert_chain(paths.cert, paths.key)  # the key belongs to the certificate
+    except (OSError, ssl.SSLError):
+        return None
+    return not_after
 
 
 def rotation_deadline(paths: CertificatePaths) -> datetime.datetime:
-    from certs import x509 as certs
+    """Upstream's jitter: NotBefore + a uniform 70-90 % of the lifetime."""
+    import random
 
-    return certs.rotation_deadline(certs.cert_from_pem(paths.cert.read_bytes()))
+    decoded = _decode(paths.cert)
+    if decoded is None:
+        raise BootstrapError(f"cannot read the node certificate {paths.cert}")
+    not_before, not_after = _time(decoded["notBefore"]), _time(decoded["notAfter"])
+    return not_before + (not_after - not_before) * random.uniform(0.7, 0.9)
 
 
 def _expiry(cert: Any) -> datetime.datetime:
