@@ -168,6 +168,26 @@ CONTROLPLANE = ConfigKind(
     ignored=(),
 )
 
+# Keys this project adds to upstream's: accepted in addition to upstream's own, never printed by
+# --defaultconfig (so upstream's output and ours stay the same).
+EXTENSIONS: dict[str, dict[str, str]] = {
+    # Node certificates' lifetime in seconds (0: use edgeCertSigningDuration days), so that
+    # certificate rotation can be exercised for real in seconds, without a fake clock.
+    "modules.cloudHub": {"edgeCertSigningSeconds": "int"},
+}
+
+
+def _extend(schema: dict[str, Any]) -> None:
+    for path, keys in EXTENSIONS.items():
+        node = schema
+        for key in path.split("."):
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict) and node:
+            node.update(keys)
+
+
+_extend(CLOUDCORE_SCHEMA)
+
 KINDS = {"cloud": CLOUDCORE, "edge": EDGECORE, "controlplane": CONTROLPLANE}
 
 

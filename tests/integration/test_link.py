@@ -263,3 +263,20 @@ def test_node_ready_follows_the_container_runtime(controlplane: ControlPlane, cl
             assert "edge-ready" in listed.stdout and "Ready" in listed.stdout, listed.stdout + listed.stderr
     finally:
         edge.stop()
+
+
+@pytest.mark.slow
+def test_certificate_rotation_for_real(controlplane: ControlPlane, tmp_path: Path) -> None:
+    """Node certificates that live 20 s: EdgeHub renews at 70-90 % of that and reconnects with the new one."""
+    short = start_cloud(tmp_path / "cloud", controlplane, edgeCertSigningSeconds=20)
+    edge = start_edge(tmp_path / "edge", short, "edge-rotate", short.token(controlplane.kubeconfig))
+    try:
+        cert_file = Path(edge.layout.certificate_paths()["cert"])
+        first = cert_file.read_bytes()
+        wait_for(lambda: "certificate rotated" in edge.log(), 30, "no rotation within the certificate's lifetime")
+        assert cert_file.read_bytes() != first
+        assert "signed a certificate for node edge-rotate (renewal)" in short.log()
+        wait_for(lambda: edge.log().count("connected to 127.0.0.1") >= 2, 20, "edge did not reconnect with its new certificate")
+    finally:
+        edge.stop()
+        short.stop()

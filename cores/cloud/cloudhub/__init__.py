@@ -100,6 +100,9 @@ class CloudHub:
             await runner.cleanup()
 
     def _signing_duration(self) -> datetime.timedelta:
+        seconds = int(self.hub_config.get("edgeCertSigningSeconds") or 0)
+        if seconds > 0:
+            return datetime.timedelta(seconds=seconds)
         return datetime.timedelta(days=float(self.hub_config.edgeCertSigningDuration))
 
     async def _node_exists(self, name: str) -> bool:
