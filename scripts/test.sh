@@ -7,6 +7,9 @@ source "$(dirname "$0")/lib.sh"
 ensure_apt_packages "${APT_PACKAGES[@]}"
 ensure_venv "[test]"
 cd "$REPO_DIR"
+echo "==> building the one-file keadm (dist/keadm) for its smoke test"
+"$VENV_DIR/bin/pyinstaller" --noconfirm --log-level WARN build.spec
+export KEADM_FROZEN="$REPO_DIR/dist/keadm"
 echo "==> running the tests"
 set +e
 "$VENV_DIR/bin/python" -m pytest -p no:cacheprovider "$@"
