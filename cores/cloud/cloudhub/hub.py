@@ -52,6 +52,8 @@ class HubSettings:
 class NodeSession:
     """One connected node: its connection, keepalive deadline and count of malformed frames."""
 
+    sent_total = 0  # messages sent to all edges (process-wide counter for the traffic log line)
+
     def __init__(self, node_id: str, connection: ServerConnection, keepalive_timeout: float) -> None:
         self.node_id = node_id
         self.connection = connection
@@ -73,6 +75,7 @@ class NodeSession:
 
     async def send(self, message: Message) -> None:
         await self.connection.send(encode(message))
+        NodeSession.sent_total += 1
 
 
 class Hub:
@@ -82,6 +85,7 @@ class Hub:
         self.on_ack = on_ack  # async (node, message): an edge ack for a queued push
         self.on_session = on_session  # (node, connected: bool)
         self.sessions: dict[str, NodeSession] = {}
+        self.received = 0  # messages from edges
         self._server: Server | None = None
         self._reaper: asyncio.Task[None] | None = None
 
@@ -93,7 +97,11 @@ class Hub:
         self._reaper = asyncio.create_task(self._expire_sessions())
         log.info("websocket server listening on %s:%d", self.settings.host, self.settings.port)
 
+    def traffic(self) -> str:
+        return f"cloudhub traffic: {NodeSession.sent_total} messages sent to edges, {self.received} received"
+
     async def stop(self) -> None:
+        log.info("%s", self.traffic())
         if self._reaper is not None:
             self._reaper.cancel()
         if self._server is not None:
@@ -170,6 +178,7 @@ class Hub:
 
     # upstream -------------------------------------------------------------------------------
     async def _on_frame(self, session: NodeSession, frame: str | bytes) -> None:
+        self.received += 1
         try:
             message = decode(frame, self.settings.frame_limits)
         except CodecError as error:
