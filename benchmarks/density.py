@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import cpu_seconds, free_port, rss_bytes
 from cores.common import layout as layouts
 from cores.common.supervision import ServiceSpec, start, status, stop
 from cores.controlplane import launcher
@@ -33,27 +32,10 @@ from cores.controlplane import launcher
 NODES_PER_PROCESS = 250
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
-def rss(pid: int | None) -> int:
-    if not pid:
-        return 0
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Api:
@@ -137,14 +119,14 @@ def measure(nodes: int, pods_per_node: int, qps: float, base: Path) -> dict[str,
                 raise TimeoutError(f"only {ready_nodes(api, 'hollow-')} of {nodes} nodes became Ready")
             time.sleep(2)
         api.request("POST", "/api/v1/namespaces", {"metadata": {"name": "density"}})
-        peak = {"cloud": rss(cloud_pid), "plane": rss(plane_pid), "ready_min": nodes}
+        peak = {"cloud": rss_bytes(cloud_pid), "plane": rss_bytes(plane_pid), "ready_min": nodes}
         sampling = threading.Event()
 
         def sample() -> None:
             sampler = Api(plane)
             while not sampling.is_set():
-                peak["cloud"] = max(peak["cloud"], rss(cloud_pid))
-                peak["plane"] = max(peak["plane"], rss(plane_pid))
+                peak["cloud"] = max(peak["cloud"], rss_bytes(cloud_pid))
+                peak["plane"] = max(peak["plane"], rss_bytes(plane_pid))
                 peak["ready_min"] = min(peak["ready_min"], ready_nodes(sampler, "hollow-"))
                 sampling.wait(5)
 

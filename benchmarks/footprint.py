@@ -12,7 +12,6 @@ The frozen-binary keys (``binary_bytes``, ``edgecore_frozen_pss_idle_bytes``,
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import free_port, rss_bytes
 from cores.common import layout as layouts
 from cores.common.supervision import ServiceSpec, start, status, stop
 from cores.controlplane import launcher
@@ -28,17 +28,8 @@ from cores.runtime import Containerd
 REPO = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def pss_bytes(pid: int) -> int:

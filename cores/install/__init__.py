@@ -21,6 +21,17 @@ class InstallError(Exception):
     """A step failed; the message says why and what to do."""
 
 
+def apply_sets(document: dict[str, Any], sets: tuple[str, ...], schema: dict[str, Any]) -> None:
+    """``--set key.path=value`` flags onto a config document, each checked against the schema."""
+    from cores.common.config import set_path
+
+    for assignment in sets:
+        key, separator, value = assignment.partition("=")
+        if not separator:
+            raise InstallError(f"--set {assignment}: expected key=value")
+        set_path(document, key.strip(), value, schema)
+
+
 @dataclasses.dataclass
 class Step:
     title: str

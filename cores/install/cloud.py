@@ -20,7 +20,7 @@ from cores.common import config as configs
 from cores.common import layout as layouts
 from cores.common import supervision
 from cores.controlplane import launcher
-from cores.install import InstallError, Manifest, Step
+from cores.install import InstallError, Manifest, Step, apply_sets
 
 
 
@@ -119,11 +119,7 @@ class CloudInstaller:
                                               advertise_address=self.advertise_address)
         if self.options.advertise_address:
             document["modules"]["cloudHub"]["advertiseAddress"] = [a for a in self.options.advertise_address.split(",") if a]
-        for assignment in self.options.sets:
-            key, separator, value = assignment.partition("=")
-            if not separator:
-                raise InstallError(f"--set {assignment}: expected key=value")
-            configs.set_path(document, key.strip(), value, configs.CLOUDCORE.schema)
+        apply_sets(document, self.options.sets, configs.CLOUDCORE.schema)
         return document
 
     def kubernetes(self) -> str:

@@ -20,7 +20,7 @@ from cores.common import layout as layouts
 from cores.common import supervision
 from cores.controlplane.launcher import keadm_argv
 from cores.edge.edgehub import certificate
-from cores.install import InstallError, Manifest, Step
+from cores.install import InstallError, Manifest, Step, apply_sets
 
 
 @dataclasses.dataclass
@@ -151,11 +151,7 @@ class EdgeInstaller:
             runtime_endpoint=self.options.runtime_endpoint, labels=self.options.labels,
         )
         document["modules"]["edged"]["tailoredKubeletConfig"]["cgroupDriver"] = self.options.cgroup_driver
-        for assignment in self.options.sets:
-            key, separator, value = assignment.partition("=")
-            if not separator:
-                raise InstallError(f"--set {assignment}: expected key=value")
-            configs.set_path(document, key.strip(), value, configs.EDGECORE.schema)
+        apply_sets(document, self.options.sets, configs.EDGECORE.schema)
         self.manifest.make_dir(self.layout.edgecore_config.parent)
         layouts.write(self.manifest.created(self.layout.edgecore_config), document)
         configs.load(configs.EDGECORE, self.layout.edgecore_config)  # what EdgeCore will read must be valid

@@ -63,6 +63,7 @@ class CloudHub:
         self.queues: dict[str, NodeQueue] = {}
         self.connected: dict[str, asyncio.Event] = {}
         self._senders: dict[str, asyncio.Task[None]] = {}
+        self._recording: dict[tuple[str, str], asyncio.Task[None]] = {}  # ObjectSync creations in flight
         self.queue_limit = 10_000  # objects waiting per node; see reliable.py for the policy
 
     async def start(self, ctx: Context) -> None:
@@ -167,10 +168,15 @@ class CloudHub:
                 log.warning("queue of node %s is full (%d): %s left to SyncController", node_id, queue.limit, message.describe())
             return
         if first_time and message.route.operation != "response":
-            try:
-                await objectsync.record_queued(self.kube, node_id, message.content)
-            except KubeError as error:
-                log.warning("cannot record ObjectSync for %s on %s: %s", uid, node_id, error)
+            # In the background: the mailbox must not wait on two API calls per push. The ack's
+            # bookkeeping waits for this record first (see _record_ack).
+            self._recording[(node_id, uid)] = asyncio.create_task(self._record_queued(node_id, uid, message.content))
+
+    async def _record_queued(self, node_id: str, uid: str, obj: Any) -> None:
+        try:
+            await objectsync.record_queued(self.kube, node_id, obj)
+        except KubeError as error:
+            log.warning("cannot record ObjectSync for %s on %s: %s", uid, node_id, error)
 
     async def _send_queued(self, queue: NodeQueue) -> None:
         """One message at a time for this node, resent every 5 s until the node acks it."""
@@ -197,6 +203,9 @@ class CloudHub:
             asyncio.create_task(self._record_ack(node_id, entry))
 
     async def _record_ack(self, node_id: str, entry: Entry) -> None:
+        recording = self._recording.pop((node_id, entry.uid), None)
+        if recording is not None:
+            await recording
         content = entry.message.content if isinstance(entry.message.content, dict) else {}
         namespace = (content.get("metadata") or {}).get("namespace")
         try:
