@@ -36,10 +36,10 @@ class Machine:
             assert result.returncode == 0, f"keadm {' '.join(args)}: {result.stdout}{result.stderr}"
         return result
 
-    def kubectl(self, *args: str) -> str:
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
         kubeconfig = self.base / "cloud" / "etc" / "admin.kubeconfig"
         result = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
-                                timeout=scaled(30))
+                                timeout=scaled(30), input=stdin)
         return result.stdout + result.stderr
 
 

@@ -254,3 +254,61 @@ def test_edgecore_kill_9_keeps_every_acked_object(controlplane: ControlPlane, cl
     finally:
         edge.stop()
         core.delete_collection_namespaced_pod("default", label_selector="test=burst", grace_period_seconds=0)
+
+
+def test_token_queries_and_legacy_status_updates(controlplane: ControlPlane, cloud: Cloud, api: client.ApiClient,
+                                                 tmp_path: Path) -> None:
+    import asyncio
+    import ssl
+
+    import websockets
+
+    from cores.beehive import Message
+    from cores.wire import decode, encode
+
+    core = client.CoreV1Api(api)
+    edge = start_edge(tmp_path, cloud, "rel-token", cloud.token(controlplane.kubeconfig), edged=False)
+    edge.stop()
+    edge_node(core, "rel-token")
+    core.create_namespaced_service_account("default", {"metadata": {"name": "rt-sa", "labels": {"test": "rt"}}})
+    core.create_namespaced_pod("default", {"metadata": {"name": "rt-pod", "labels": {"test": "rt"}}, "spec": {
+        "nodeName": "rel-token", "serviceAccountName": "rt-sa", "containers": [{"name": "c", "image": "x"}]}})
+    paths = edge.layout.certificate_paths()
+    context = ssl.create_default_context(cafile=paths["ca"])
+    context.check_hostname = False
+    context.load_cert_chain(paths["cert"], paths["key"])
+
+    async def exchange(messages: list[Message], expect_reply: bool) -> Any:
+        async with websockets.connect(
+            f"wss://127.0.0.1:{cloud.websocket_port}/e632aba927ea4ac2b575ec1603d56f10/rel-token/events", ssl=context,
+            additional_headers=[("Connectionuse", "msg"), ("Node_id", "rel-token")], ping_interval=None,
+        ) as ws:
+            for message in messages:
+                await ws.send(encode(message))
+            if not expect_reply:
+                return None
+            while True:
+                reply = json.loads(await asyncio.wait_for(ws.recv(), scaled(10)))
+                await ws.send(encode(decode(json.dumps(reply)).response("OK")))
+                if reply["header"].get("parent_msg_id") == messages[-1].msg_id:
+                    return reply["content"]
+
+    def token_query(account: str) -> Message:
+        return Message.new(source="edged", group="meta", operation="query", resource=f"default/serviceaccounttoken/{account}",
+                           content={"spec": {"audiences": ["https://kubernetes.default.svc.cluster.local"], "expirationSeconds": 3600}})
+
+    try:
+        time.sleep(1)
+        issued = asyncio.run(exchange([token_query("rt-sa")], True))
+        assert issued["kind"] == "TokenRequest" and issued["status"]["token"].count(".") == 2
+        refused = asyncio.run(exchange([token_query("default")], True))  # no pod of this node runs as "default"
+        assert refused["ErrStatus"]["reason"] == "Forbidden"
+        uid = core.read_namespaced_pod("rt-pod", "default").metadata.uid
+        legacy = Message.new(source="edged", group="meta", operation="update", resource="default/podstatus/rt-pod",
+                             content={"UID": uid, "Name": "rt-pod", "Status": {"phase": "Running"}})
+        asyncio.run(exchange([legacy], False))
+        wait_until(lambda: core.read_namespaced_pod("rt-pod", "default").status.phase == "Running", 10,
+                   "legacy podstatus update not applied")
+    finally:
+        core.delete_collection_namespaced_pod("default", label_selector="test=rt", grace_period_seconds=0)
+        core.delete_namespaced_service_account("rt-sa", "default")

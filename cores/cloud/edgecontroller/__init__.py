@@ -121,15 +121,16 @@ class _Downstream:
 
     # SyncController's comparison: ObjectSyncs against the caches -------------------------
     async def resync_all(self) -> None:
+        index = self._syncs_by_node()
         for node in list(self.edge_nodes):
-            await self.resync(node)
+            await self.resync(node, index.get(node, []))
         await self._collect_orphan_syncs()
 
-    async def resync(self, node: str) -> None:
+    async def resync(self, node: str, syncs: list[dict[str, Any]] | None = None) -> None:
         """Queue for ``node`` whatever it acked an older version of, and deletes for what is gone."""
         if not all(informer.synced.is_set() for informer in self.informers.values()):
             return
-        for sync in self._syncs_of(node):
+        for sync in syncs if syncs is not None else self._syncs_by_node().get(node, []):
             spec = sync.get("spec") or {}
             kind, name = spec.get("objectKind", ""), spec.get("objectName", "")
             namespace = sync["metadata"].get("namespace")
@@ -147,11 +148,13 @@ class _Downstream:
                 operation = "update" if acked or type_ in ("secret", "node") else "insert"
                 await self._send(downstream.push(node, operation, type_, current, kind))
 
-    def _syncs_of(self, node: str) -> list[dict[str, Any]]:
-        prefix = node + "."
-        return [sync for name in ("objectsyncs", "clusterobjectsyncs")
-                for sync in self.informers[name].cache.values() if sync["metadata"]["name"].startswith(prefix)
-                and "." not in sync["metadata"]["name"][len(prefix):]]
+    def _syncs_by_node(self) -> dict[str, list[dict[str, Any]]]:
+        """Every (Cluster)ObjectSync by node, in one pass (``<node>.<uid>``; uids have no dots)."""
+        index: dict[str, list[dict[str, Any]]] = {}
+        for name in ("objectsyncs", "clusterobjectsyncs"):
+            for sync in self.informers[name].cache.values():
+                index.setdefault(sync["metadata"]["name"].rsplit(".", 1)[0], []).append(sync)
+        return index
 
     async def _collect_orphan_syncs(self) -> None:
         """ObjectSyncs of nodes that no longer exist go (upstream: on start and on node deletion)."""
@@ -189,6 +192,10 @@ class EdgeController(_Downstream):
             ("query", "secret"): self._query_object,
             ("patch", "podpatch"): self._patch_pod,
             ("delete", "pod"): self._delete_pod,
+            ("update", "podstatus"): self._legacy_pod_status,
+            ("update", "nodestatus"): self._legacy_node_status,
+            ("query", "serviceaccounttoken"): self._service_account_token,
+            ("insert", "serviceaccounttoken"): self._service_account_token,
         }
         self.edge_nodes: set[str] = set()
         self.pods_by_node: dict[str, set[str]] = {}  # node -> pod keys ("ns/name")
@@ -242,7 +249,7 @@ class EdgeController(_Downstream):
         if not self._entitled(node, parsed):
             log.warning("node %s asked for %s %s, which is not its own: refused", node, message.route.operation, resource)
             refusal = forbidden_status(node, resource)
-            reply: Message | None = (self._reply(message, {"ErrStatus": refusal}) if parsed.type in ("configmap", "secret")
+            reply: Message | None = (self._reply(message, {"ErrStatus": refusal}) if parsed.type in ("configmap", "secret", "serviceaccounttoken")
                                      else object_response(message, None, refusal))
         else:
             try:
@@ -262,7 +269,18 @@ class EdgeController(_Downstream):
             return f"{resource.namespace}/{resource.name}" in self.pods_by_node.get(node, set())
         if resource.type in ("configmap", "secret"):
             return (resource.type, f"{resource.namespace}/{resource.name}") in self._references(node)
+        if resource.type == "serviceaccounttoken":
+            return resource.name in self._service_accounts(node, resource.namespace)
         return False
+
+    def _service_accounts(self, node: str, namespace: str) -> set[str]:
+        pods = self.informers["pods"].cache if "pods" in self.informers else {}
+        found: set[str] = set()
+        for key in self.pods_by_node.get(node, set()):
+            pod = pods.get(key)
+            if pod is not None and pod["metadata"]["namespace"] == namespace:
+                found |= downstream.service_accounts(pod)
+        return found
 
     def _references(self, node: str) -> set[tuple[str, str]]:
         pods = self.informers["pods"].cache if "pods" in self.informers else {}
@@ -345,6 +363,32 @@ class EdgeController(_Downstream):
             if error.code != 404:
                 return self._reply(message, {"ErrStatus": _error_status(error.status)})
         return self._reply(message, "OK")
+
+    async def _legacy_pod_status(self, node: str, resource: ObjectResource, message: Message) -> None:
+        """Older edges' ``podstatus`` update (``PodStatusRequest{UID, Name, Status}``): no reply, as upstream."""
+        request = message.content if isinstance(message.content, dict) else {}
+        patch = {"metadata": {"uid": request.get("UID")}, "status": request.get("Status") or {}}
+        await self.kube.request("PATCH", f"/api/v1/namespaces/{resource.namespace}/pods/{resource.name}/status", patch,
+                                content_type="application/merge-patch+json")
+        return None
+
+    async def _legacy_node_status(self, node: str, resource: ObjectResource, message: Message) -> None:
+        """Older edges' ``nodestatus`` update (``NodeStatusRequest{UID, Status, ExtendResources}``): no reply."""
+        request = message.content if isinstance(message.content, dict) else {}
+        await self.kube.request("PATCH", f"/api/v1/nodes/{node}/status", {"status": request.get("Status") or {}},
+                                content_type="application/merge-patch+json")
+        return None
+
+    async def _service_account_token(self, node: str, resource: ObjectResource, message: Message) -> Message:
+        """A token for one of this node's pods' service accounts; the reply is the filled TokenRequest."""
+        body = message.content if isinstance(message.content, dict) else {}
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", **body}
+        try:
+            issued = await self.kube.request(
+                "POST", f"/api/v1/namespaces/{resource.namespace}/serviceaccounts/{resource.name}/token", body)
+        except KubeError as error:
+            return self._reply(message, {"ErrStatus": _error_status(error.status)})
+        return self._reply(message, issued)
 
     @staticmethod
     def _reply(request: Message, content: Any, resource_version: str = "") -> Message:

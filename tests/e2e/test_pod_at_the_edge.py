@@ -1,0 +1,118 @@
+"""A pod through the whole system, as a user drives it: init, join, kubectl apply, kubectl delete.
+
+The pod asks for an edge node by nodeSelector, so the control plane's scheduler places it; it
+must be Running and Ready in `kubectl get pods -o wide` within 10 s, and `kubectl delete` must
+remove its containers from containerd within its grace period. Then, with CloudCore stopped,
+EdgeCore is killed and restarted: the containers keep their IDs; CloudCore back, kubectl shows
+the pod Running again, and a pod deleted in the cloud meanwhile is removed at the edge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cores.common import supervision
+from cores.common.layout import Layout
+from cores.controlplane.launcher import keadm_argv
+from cores.install.edge import edge_spec
+from tests.e2e.test_install import Machine
+from tests.integration.conftest import containerd, free_port  # noqa: F401 - the shared runtime fixture
+from tests.timeouts import scaled
+
+pytestmark = pytest.mark.slow
+
+POD = {
+    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "NAME", "namespace": "default"},
+    "spec": {"nodeSelector": {"node-role.kubernetes.io/edge": ""}, "hostNetwork": True, "terminationGracePeriodSeconds": 3,
+             "containers": [{"name": "main", "image": "localhost/busybox:local",
+                             "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]},
+}
+
+
+def containers(endpoint: str, pod: str | None = None) -> dict[str, str]:
+    """container name@pod -> id, for running containers (optionally of one pod)."""
+    from cores.edge.cri import POD_NAME, CriClient
+
+    async def listing() -> dict[str, str]:
+        async with CriClient(endpoint) as client:
+            found = await client.list_containers(labels={POD_NAME: pod} if pod else None)
+            return {f"{c.metadata.name}@{c.labels.get(POD_NAME)}": c.id for c in found if c.state == 1}
+
+    return asyncio.run(listing())
+
+
+def wait(check: Any, timeout: float, message: str) -> Any:
+    deadline = time.monotonic() + scaled(timeout)
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(message)
+
+
+def test_pod_lifecycle_and_autonomy(tmp_path: Path, containerd: Any) -> None:  # noqa: F811
+    (tmp_path / "home").mkdir()
+    machine = Machine(tmp_path, tmp_path / "home")
+    ws, https = free_port(), free_port()
+    machine.keadm("init", "--advertise-address", "127.0.0.1", "--controlplane-port", str(free_port()),
+                  "--set", f"modules.cloudHub.websocket.port={ws}", "--set", f"modules.cloudHub.https.port={https}",
+                  *machine.dirs("cloud"))
+    token = machine.keadm("gettoken", "--config-dir", str(tmp_path / "cloud" / "etc")).stdout.strip()
+    machine.keadm("join", "-e", f"127.0.0.1:{ws}", "-s", str(https), "-t", token, "-i", "edge-pods", "-p", containerd.endpoint,
+                  "--node-ip", "127.0.0.1", *machine.dirs("edge"))
+    try:
+        wait(lambda: "True" in machine.kubectl("get", "node", "edge-pods", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"),
+             30, "edge not Ready")
+        for name in ("keeper", "goner"):
+            machine.kubectl("apply", "-f", "-", stdin=json.dumps(POD).replace("NAME", name))
+        applied = time.monotonic()
+
+        def both_running() -> bool:
+            table = machine.kubectl("get", "pods", "-o", "wide")
+            rows = [line.split() for line in table.splitlines()[1:]]
+            return len(rows) == 2 and all(r[1] == "1/1" and r[2] == "Running" and r[6] == "edge-pods" for r in rows)
+
+        wait(both_running, 10, "pods not Running and Ready within 10 s: " + machine.kubectl("get", "pods", "-o", "wide"))
+        assert time.monotonic() - applied < scaled(10)
+        before = containers(containerd.endpoint)
+        assert set(before) == {"main@keeper", "main@goner"}
+
+        # cloud away, EdgeCore killed and restarted: same containers, pods keep running
+        cloud = Layout(machine.base / "cloud" / "etc", machine.base / "cloud" / "var", machine.base / "cloud" / "log")
+        cloudcore = supervision.ServiceSpec(component="cloudcore", config_dir=cloud.config_dir, log_dir=cloud.log_dir,
+                                            run_dir=cloud.run_dir,
+                                            argv=(*keadm_argv(), "run", "cloud", "--config", str(cloud.cloudcore_config)))
+        assert supervision.stop(cloudcore)
+        edge = edge_spec(Layout(machine.base / "edge" / "etc", machine.base / "edge" / "var", machine.base / "edge" / "log"))
+        pid = supervision.status(edge).pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait(lambda: not supervision.status(edge).running, 10, "edgecore survived SIGKILL")
+        supervision.start(edge)
+        time.sleep(scaled(5))
+        assert containers(containerd.endpoint) == before, "containers were restarted after the edge restarted"
+
+        # while the cloud is away, a pod is deleted there (it waits for its kubelet: Terminating)
+        machine.kubectl("delete", "pod", "goner", "--wait=false")
+        supervision.start(cloudcore)
+        wait(lambda: "main@goner" not in containers(containerd.endpoint), 30, "the pod deleted meanwhile still runs at the edge")
+        wait(lambda: "goner" not in machine.kubectl("get", "pods"), 30, "the deleted pod is still in the cloud")
+        wait(lambda: "Running" in machine.kubectl("get", "pod", "keeper"), 30, "keeper not Running after the cloud came back")
+        assert containers(containerd.endpoint)["main@keeper"] == before["main@keeper"]
+
+        deleted = time.monotonic()
+        machine.kubectl("delete", "pod", "keeper", "--wait", "--timeout=30s")
+        wait(lambda: not containers(containerd.endpoint), 10, "containers outlived kubectl delete")
+        assert time.monotonic() - deleted < scaled(3 + 5)  # within the 3 s grace period, plus the round trip
+    finally:
+        machine.keadm("reset", "--force", *machine.dirs("edge"), check=False)
+        machine.keadm("reset", "--force", *machine.dirs("cloud"), check=False)
