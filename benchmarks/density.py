@@ -69,18 +69,28 @@ def ready_nodes(api: Api, prefix: str) -> int:
 
 
 def watch_running(plane: launcher.ControlPlane, created: dict[str, float], running: dict[str, float], done: threading.Event) -> None:
-    api = Api(plane)
-    api.connection.request("GET", "/api/v1/namespaces/density/pods?watch=1&timeoutSeconds=3600")
-    reply = api.connection.getresponse()
+    """Record when each pod is first seen Running; re-watch from the last version if the stream ends."""
+    resource_version = ""
     while not done.is_set():
-        line = reply.readline()
-        if not line:
-            break
-        event = json.loads(line)
-        pod = event["object"]
-        name = pod["metadata"]["name"]
-        if (pod.get("status") or {}).get("phase") == "Running" and name not in running:
-            running[name] = time.monotonic()
+        api = Api(plane)
+        api.connection.timeout = None  # a quiet watch is not a dead one
+        try:
+            api.connection.request("GET", "/api/v1/namespaces/density/pods?watch=1&timeoutSeconds=600"
+                                   f"&resourceVersion={resource_version}")
+            reply = api.connection.getresponse()
+            while not done.is_set():
+                line = reply.readline()
+                if not line:
+                    break
+                pod = json.loads(line)["object"]
+                resource_version = pod["metadata"].get("resourceVersion", resource_version)
+                name = pod["metadata"]["name"]
+                if (pod.get("status") or {}).get("phase") == "Running" and name not in running:
+                    running[name] = time.monotonic()
+        except OSError:
+            time.sleep(0.5)
+        finally:
+            api.connection.close()
 
 
 def measure(nodes: int, pods_per_node: int, qps: float, base: Path) -> dict[str, Any]:
