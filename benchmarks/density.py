@@ -82,12 +82,17 @@ def watch_running(plane: launcher.ControlPlane, created: dict[str, float], runni
                 line = reply.readline()
                 if not line:
                     break
-                pod = json.loads(line)["object"]
+                event = json.loads(line)
+                pod = event["object"]
+                if event["type"] == "ERROR":  # e.g. 410 after compaction: list again from now
+                    resource_version = ""
+                    break
                 resource_version = pod["metadata"].get("resourceVersion", resource_version)
                 name = pod["metadata"]["name"]
                 if (pod.get("status") or {}).get("phase") == "Running" and name not in running:
                     running[name] = time.monotonic()
-        except OSError:
+        except (OSError, ValueError, KeyError) as error:
+            print(f"density watch: {error!r}; watching again", file=sys.stderr)
             time.sleep(0.5)
         finally:
             api.connection.close()
@@ -160,8 +165,10 @@ def measure(nodes: int, pods_per_node: int, qps: float, base: Path) -> dict[str,
                 "nodeName": f"hollow-{(index % nodes) // NODES_PER_PROCESS}-{(index % nodes) % NODES_PER_PROCESS}",
                 "automountServiceAccountToken": False, "containers": [{"name": "c", "image": "localhost/busybox:local"}]}}
             created[name] = time.monotonic()
-            code, _ = api.request("POST", "/api/v1/namespaces/density/pods", body)
-            errors += code != 201
+            code, reply = api.request("POST", "/api/v1/namespaces/density/pods", body)
+            if code != 201:
+                errors += 1
+                print(f"create {name}: {code} {str(reply)[:200]}", file=sys.stderr)
         deadline = time.monotonic() + 120
         while len(running) < total and time.monotonic() < deadline:
             time.sleep(1)
@@ -170,6 +177,11 @@ def measure(nodes: int, pods_per_node: int, qps: float, base: Path) -> dict[str,
         sampling.set()
         latencies = sorted(running[name] - created[name] for name in running if name in created)
         errors += total - len(latencies)
+        _, listed = api.request("GET", "/api/v1/namespaces/density/pods")
+        phases: dict[str, int] = {}
+        for item in listed["items"]:
+            phase = (item.get("status") or {}).get("phase", "?")
+            phases[phase] = phases.get(phase, 0) + 1
         cpu = cpu_seconds(cloud_pid) - cpu_start
 
         def pct(q: float) -> float | None:
@@ -180,6 +192,7 @@ def measure(nodes: int, pods_per_node: int, qps: float, base: Path) -> dict[str,
             "pod_startup_p50_s": pct(0.5), "pod_startup_p90_s": pct(0.9), "pod_startup_p99_s": pct(0.99),
             "nodes_ready_min": peak["ready_min"], "cloudcore_rss_max_bytes": peak["cloud"],
             "cloudcore_cpu_seconds": round(cpu, 1), "controlplane_rss_max_bytes": peak["plane"],
+            "pod_phases_at_end": phases,
         }
     finally:
         for fleet in fleets:
