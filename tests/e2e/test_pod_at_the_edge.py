@@ -26,6 +26,7 @@ from cores.install.edge import edge_spec
 from tests.e2e.test_install import Machine
 from tests.integration.conftest import containerd, free_port  # noqa: F401 - the shared runtime fixture
 from tests.timeouts import scaled
+from tests.timeouts import wait_for as wait
 
 pytestmark = pytest.mark.slow
 
@@ -48,15 +49,6 @@ def containers(endpoint: str, pod: str | None = None) -> dict[str, str]:
 
     return asyncio.run(listing())
 
-
-def wait(check: Any, timeout: float, message: str) -> Any:
-    deadline = time.monotonic() + scaled(timeout)
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(message)
 
 
 def test_pod_lifecycle_and_autonomy(tmp_path: Path, containerd: Any) -> None:  # noqa: F811

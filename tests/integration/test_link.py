@@ -26,7 +26,7 @@ from cores.controlplane.launcher import ControlPlane
 from cores.edge.edgehub import certificate
 from cores.wire import encode
 from tests.integration.edgecloud import Cloud, Core, start_cloud, start_edge
-from tests.timeouts import scaled
+from tests.timeouts import scaled, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +46,6 @@ def core_api(controlplane: ControlPlane) -> Iterator[client.CoreV1Api]:
     finally:
         api.close()
 
-
-def wait_for(check: Any, timeout: float, message: str) -> Any:
-    deadline = time.monotonic() + scaled(timeout)
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(message)
 
 
 def node_or_none(api: client.CoreV1Api, name: str) -> Any:
@@ -191,9 +182,10 @@ def test_malformed_flood_does_not_disturb_another_node(controlplane: ControlPlan
         async with connect(cloud, "edge-flood", tls_for(bad)) as flooder, connect(cloud, "edge-calm", tls_for(good)) as calm:
             async def flood() -> None:
                 try:
-                    for index in range(500):
+                    for index in range(100):  # five times the threshold of 20 a minute
                         await flooder.send("{not json" + str(index))
-                    await flooder.recv()
+                    while True:  # the cloud may push to this node before it closes the session
+                        await flooder.recv()
                 except websockets.ConnectionClosed:
                     return
 
@@ -206,7 +198,7 @@ def test_malformed_flood_does_not_disturb_another_node(controlplane: ControlPlan
                 if reply["header"].get("parent_msg_id") == query.msg_id:
                     break
             elapsed = time.monotonic() - started
-            await asyncio.wait_for(flooding, scaled(10))
+            await asyncio.wait_for(flooding, scaled(30))
             assert flooder.close_code == 1008
             assert set(reply["content"]) == {"Object", "Err"}
             return elapsed

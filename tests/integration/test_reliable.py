@@ -18,6 +18,7 @@ from cores.common.supervision import status
 from cores.controlplane.launcher import ControlPlane
 from tests.integration.edgecloud import Cloud, Core, start_cloud, start_edge
 from tests.timeouts import scaled
+from tests.timeouts import wait_for as wait_until
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +54,6 @@ def stored(edge: Core, kind: str) -> dict[str, dict[str, Any]]:
         rows = db.execute("SELECT key, value FROM meta WHERE type = ?", (kind,)).fetchall()
     return {key: json.loads(value) for key, value in rows}
 
-
-def wait_until(check: Any, timeout: float, message: Any) -> None:
-    deadline = time.monotonic() + scaled(timeout)
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    pytest.fail(str(message() if callable(message) else message))
 
 
 def pod(name: str, node: str, **spec: Any) -> dict[str, Any]:
