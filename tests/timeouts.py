@@ -14,7 +14,7 @@ def scaled(seconds: float) -> float:
     return seconds * TIMEOUT_FACTOR
 
 
-def wait_for(check: Callable[[], Any], timeout: float, message: Any) -> Any:
+def wait_for(check: Callable[[], Any], timeout: float = 15, message: Any = "timed out waiting") -> Any:
     """Poll ``check`` until it returns something true (returned) or fail after ``timeout`` (scaled)
     seconds with ``message`` (a string, or a callable that says what was seen instead)."""
     deadline = time.monotonic() + scaled(timeout)

@@ -17,7 +17,7 @@ from kubernetes import client, config
 from cores.controlplane import launcher
 from tests.integration.conftest import start_controlplane
 from tests.integration.fake_kubelet import FakeKubelet
-from tests.timeouts import scaled
+from tests.timeouts import scaled, wait_for
 
 KUBECTL = shutil.which("kubectl")
 GRACE = 3.0  # nodeMonitorGracePeriodSeconds of this module's control plane
@@ -45,15 +45,6 @@ def api(plane: launcher.ControlPlane) -> Iterator[Any]:
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
-
-def wait_for(check: Any, timeout: float = 15, what: str = "") -> Any:
-    deadline = time.monotonic() + scaled(timeout)
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what or check}"
-        time.sleep(0.1)
 
 
 def kubectl(plane: launcher.ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
@@ -91,7 +82,7 @@ def test_deployment_converges_heals_scales_and_rolls(plane: launcher.ControlPlan
     name = unique("web")
     with FakeKubelet(plane.kubeconfig, unique("node")) as kubelet:
         apps.create_namespaced_deployment("default", deployment(name, 3))
-        wait_for(lambda: converged(apps, core, name, 3), what="3 replicas")
+        wait_for(lambda: converged(apps, core, name, 3), message="3 replicas")
         pods = core.list_namespaced_pod("default", label_selector=f"app={name}").items
         assert {p.spec.node_name for p in pods} == {kubelet.node_name}
         owner = pods[0].metadata.owner_references[0]
@@ -113,20 +104,20 @@ def test_deployment_converges_heals_scales_and_rolls(plane: launcher.ControlPlan
         # a deleted pod is replaced
         core.delete_namespaced_pod(pods[0].metadata.name, "default")
         wait_for(lambda: pods[0].metadata.name not in {p.metadata.name for p in running_pods(core, "default", name)}
-                 and converged(apps, core, name, 3), what="replacement pod")
+                 and converged(apps, core, name, 3), message="replacement pod")
 
         # kubectl scale, up and back down (the scale subresource)
         kubectl(plane, "scale", f"deployment/{name}", "--replicas=5")
         assert apps.read_namespaced_deployment_scale(name, "default").spec.replicas == 5
-        wait_for(lambda: converged(apps, core, name, 5), what="5 replicas")
+        wait_for(lambda: converged(apps, core, name, 5), message="5 replicas")
         kubectl(plane, "scale", f"deployment/{name}", "--replicas=3")
-        wait_for(lambda: converged(apps, core, name, 3), what="back to 3 replicas")
+        wait_for(lambda: converged(apps, core, name, 3), message="back to 3 replicas")
 
         # a rolling update to a new image; kubectl rollout status waits for it
         kubectl(plane, "set", "image", f"deployment/{name}", "app=busybox:1.37")
         status = kubectl(plane, "rollout", "status", f"deployment/{name}", "--timeout=60s")
         assert "successfully rolled out" in status.stdout
-        wait_for(lambda: converged(apps, core, name, 3), what="rolled out")
+        wait_for(lambda: converged(apps, core, name, 3), message="rolled out")
         images = {p.spec.containers[0].image for p in core.list_namespaced_pod("default", label_selector=f"app={name}").items}
         assert images == {"busybox:1.37"}
         sets = apps.list_namespaced_replica_set("default", label_selector=f"app={name}").items
@@ -138,7 +129,7 @@ def test_deployment_converges_heals_scales_and_rolls(plane: launcher.ControlPlan
         assert f"Scaled up replica set {owner.name} from 0 to 3" in scaled_events
 
         apps.delete_namespaced_deployment(name, "default")
-        wait_for(lambda: not core.list_namespaced_pod("default", label_selector=f"app={name}").items, what="pods collected")
+        wait_for(lambda: not core.list_namespaced_pod("default", label_selector=f"app={name}").items, message="pods collected")
 
 
 def test_unschedulable_pod_waits_for_a_matching_node(plane: launcher.ControlPlane, api: Any) -> None:
@@ -154,18 +145,18 @@ def test_unschedulable_pod_waits_for_a_matching_node(plane: launcher.ControlPlan
             found = [c for c in pod.status.conditions or [] if c.type == "PodScheduled"]
             return found[0] if found and found[0].status == "False" else None
 
-        condition = wait_for(unschedulable, what="PodScheduled=False")
+        condition = wait_for(unschedulable, message="PodScheduled=False")
         assert condition.reason == "Unschedulable"
         assert "node(s) didn't match Pod's node affinity/selector" in condition.message
         assert condition.message.startswith("0/") and " nodes are available: " in condition.message
         events = wait_for(lambda: [e for e in core.list_namespaced_event("default", field_selector=f"involvedObject.name={pod_name}").items
-                                   if e.reason == "FailedScheduling"], what="FailedScheduling event")
+                                   if e.reason == "FailedScheduling"], message="FailedScheduling event")
         assert events[0].type == "Warning" and events[0].message == condition.message
         assert events[0].source.component == "default-scheduler" and events[0].metadata.name.startswith(f"{pod_name}.")
         assert core.read_namespaced_pod(pod_name, "default").status.phase == "Pending"
         with FakeKubelet(plane.kubeconfig, unique("zoned"), labels={"zone": zone}) as kubelet:
-            wait_for(lambda: core.read_namespaced_pod(pod_name, "default").spec.node_name == kubelet.node_name, what="bound")
-            wait_for(lambda: core.read_namespaced_pod(pod_name, "default").status.phase == "Running", what="running")
+            wait_for(lambda: core.read_namespaced_pod(pod_name, "default").spec.node_name == kubelet.node_name, message="bound")
+            wait_for(lambda: core.read_namespaced_pod(pod_name, "default").status.phase == "Running", message="running")
             core.delete_namespaced_pod(pod_name, "default")
             wait_for(lambda: not core.list_namespaced_pod("default", field_selector=f"metadata.name={pod_name}").items)
 
@@ -181,7 +172,7 @@ def test_required_node_affinity_and_taints(plane: launcher.ControlPlane, api: An
         name = unique("aff")
         core.create_namespaced_pod("default", {"metadata": {"name": name}, "spec": {
             "affinity": affinity, "containers": [{"name": "c", "image": "busybox"}]}})
-        wait_for(lambda: core.read_namespaced_pod(name, "default").spec.node_name == plain.node_name, what="bound to plain")
+        wait_for(lambda: core.read_namespaced_pod(name, "default").spec.node_name == plain.node_name, message="bound to plain")
         # Gt on a label, and a toleration for the taint
         strict = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
             {"matchExpressions": [{"key": "tier", "operator": "In", "values": [tier]},
@@ -200,7 +191,7 @@ def test_required_node_affinity_and_taints(plane: launcher.ControlPlane, api: An
             pod = core.read_namespaced_pod(intolerant, "default")
             return "".join(c.message or "" for c in pod.status.conditions or [] if c.type == "PodScheduled" and c.status == "False")
 
-        message = wait_for(reason, what="unschedulable")
+        message = wait_for(reason, message="unschedulable")
         assert "1 node(s) had untolerated taint {dedicated: gpu}" in message
         for pod in (name, tolerant, intolerant):
             core.delete_namespaced_pod(pod, "default", grace_period_seconds=0)
@@ -212,7 +203,7 @@ def test_silent_node_goes_unknown_keeps_its_pods_and_comes_back(plane: launcher.
     with FakeKubelet(plane.kubeconfig, unique("edge"), labels={"node-role.kubernetes.io/edge": ""}) as kubelet:
         node_name = kubelet.node_name
         apps.create_namespaced_deployment("default", deployment(name, 2, selector={"kubernetes.io/hostname": node_name}))
-        wait_for(lambda: converged(apps, core, name, 2), what="2 replicas")
+        wait_for(lambda: converged(apps, core, name, 2), message="2 replicas")
         before = {p.metadata.name for p in running_pods(core, "default", name)}
 
         kubelet.pause()
@@ -222,22 +213,22 @@ def test_silent_node_goes_unknown_keeps_its_pods_and_comes_back(plane: launcher.
             node = core.read_node(node_name)
             return next(c.status for c in node.status.conditions if c.type == "Ready")
 
-        wait_for(lambda: ready_status() == "Unknown", timeout=GRACE + 5, what="Unknown")
+        wait_for(lambda: ready_status() == "Unknown", timeout=GRACE + 5, message="Unknown")
         assert time.monotonic() - paused_at >= GRACE - 0.5
         node = core.read_node(node_name)
         for item in node.status.conditions:
             assert (item.status, item.reason, item.message) == ("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.")
-        taints = wait_for(lambda: {(t.key, t.effect) for t in core.read_node(node_name).spec.taints or []}, what="taints")
+        taints = wait_for(lambda: {(t.key, t.effect) for t in core.read_node(node_name).spec.taints or []}, message="taints")
         assert taints == {("node.kubernetes.io/unreachable", "NoSchedule"), ("node.kubernetes.io/unreachable", "NoExecute")}
         # pods stay bound (edge autonomy: nothing evicted), but are marked not ready
         wait_for(lambda: all(c.status == "False" for p in core.list_namespaced_pod("default", label_selector=f"app={name}").items
-                             for c in p.status.conditions if c.type == "Ready"), what="pods not ready")
+                             for c in p.status.conditions if c.type == "Ready"), message="pods not ready")
         pods = core.list_namespaced_pod("default", label_selector=f"app={name}").items
         assert {p.metadata.name for p in pods} == before and all(p.spec.node_name == node_name for p in pods)
         assert all(not p.metadata.deletion_timestamp for p in pods)
 
         kubelet.resume()
-        wait_for(lambda: ready_status() == "True" and not core.read_node(node_name).spec.taints, what="Ready again")
-        wait_for(lambda: converged(apps, core, name, 2), what="pods ready again")
+        wait_for(lambda: ready_status() == "True" and not core.read_node(node_name).spec.taints, message="Ready again")
+        wait_for(lambda: converged(apps, core, name, 2), message="pods ready again")
         assert {p.metadata.name for p in core.list_namespaced_pod("default", label_selector=f"app={name}").items} == before
         apps.delete_namespaced_deployment(name, "default")

@@ -6,7 +6,6 @@ import base64
 import json
 import shutil
 import subprocess
-import time
 import uuid
 from typing import Any
 
@@ -16,20 +15,11 @@ from kubernetes.client.rest import ApiException
 
 from cores.controlplane.launcher import ControlPlane
 from tests.integration.test_controlplane_api import raw_request
-from tests.timeouts import scaled
+from tests.timeouts import scaled, wait_for
 
 KUBECTL = shutil.which("kubectl")
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 
-
-def wait_for(check: Any, timeout: float = 10) -> Any:
-    deadline = time.monotonic() + scaled(timeout)
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def claims_of(token: str) -> dict[str, Any]:
