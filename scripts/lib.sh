@@ -29,6 +29,23 @@ ensure_apt_packages() {
   fi
 }
 
+# Debian's kubectl 1.20 (package kubernetes-client), unpacked beside the machine's kubectl rather
+# than installed over it: the control plane tests run both versions. Prints the binary's path.
+ensure_kubectl_120() {
+  local dir="$REPO_DIR/.cache/kubectl-1.20"
+  if [ ! -x "$dir/usr/bin/kubectl" ]; then
+    echo "==> unpacking Debian's kubernetes-client (kubectl 1.20) into $dir" >&2
+    local download
+    download="$(mktemp -d)"
+    (cd "$download" && apt-get download -qq kubernetes-client 2>/dev/null || \
+      { apt-get update -qq && apt-get download -qq kubernetes-client; })
+    mkdir -p "$dir"
+    dpkg -x "$download"/kubernetes-client_*.deb "$dir"
+    rm -rf "$download"
+  fi
+  echo "$dir/usr/bin/kubectl"
+}
+
 ensure_venv() {
   # $1: the pip extras to install with the project, e.g. "[test]" or ""
   if [ ! -x "$VENV_DIR/bin/python" ]; then

@@ -6,6 +6,7 @@ source "$(dirname "$0")/lib.sh"
 
 ensure_apt_packages "${APT_PACKAGES[@]}"
 ensure_venv "[test]"
+export KUBECTL_120="$(ensure_kubectl_120)"
 cd "$REPO_DIR"
 echo "==> building the one-file keadm (dist/keadm) for its smoke test"
 "$VENV_DIR/bin/pyinstaller" --noconfirm --log-level WARN build.spec
