@@ -13,11 +13,13 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from cores.common import supervision
 from cores.common.layout import Layout
@@ -51,6 +53,34 @@ def containers(endpoint: str, pod: str | None = None) -> dict[str, str]:
 
 
 
+def exec_in(endpoint: str, container_id: str, *command: str) -> str:
+    from cores.edge.cri import CriClient
+
+    async def run() -> str:
+        async with CriClient(endpoint) as client:
+            result = await client.exec_sync(container_id, list(command), timeout=10)
+        assert result.exit_code == 0, result.stderr
+        return result.stdout.decode()
+
+    return asyncio.run(run())
+
+
+def check_service_account_token(machine: Machine, endpoint: str, container_id: str) -> None:
+    """The kube-api-access volume the control plane added holds a token the server takes as the pod's account."""
+    mounted = "/var/run/secrets/kubernetes.io/serviceaccount"
+    token = exec_in(endpoint, container_id, "cat", f"{mounted}/token")
+    assert exec_in(endpoint, container_id, "cat", f"{mounted}/namespace") == "default"
+    assert "BEGIN CERTIFICATE" in exec_in(endpoint, container_id, "cat", f"{mounted}/ca.crt")
+    admin = yaml.safe_load((machine.base / "cloud" / "etc" / "admin.kubeconfig").read_text())
+    admin["users"] = [{"name": "pod", "user": {"token": token}}]
+    admin["contexts"][0]["context"]["user"] = "pod"
+    as_pod = machine.base / "pod.kubeconfig"
+    as_pod.write_text(yaml.safe_dump(admin))
+    whoami = subprocess.run(["kubectl", "--kubeconfig", str(as_pod), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],
+                            capture_output=True, text=True, timeout=scaled(30))
+    assert whoami.stdout == "system:serviceaccount:default:default", whoami.stderr
+
+
 def test_pod_lifecycle_and_autonomy(tmp_path: Path, containerd: Any) -> None:  # noqa: F811
     (tmp_path / "home").mkdir()
     machine = Machine(tmp_path, tmp_path / "home")
@@ -77,6 +107,7 @@ def test_pod_lifecycle_and_autonomy(tmp_path: Path, containerd: Any) -> None:  #
         assert time.monotonic() - applied < scaled(10)
         before = containers(containerd.endpoint)
         assert set(before) == {"main@keeper", "main@goner"}
+        check_service_account_token(machine, containerd.endpoint, before["main@keeper"])
 
         # cloud away, EdgeCore killed and restarted: same containers, pods keep running
         cloud = Layout(machine.base / "cloud" / "etc", machine.base / "cloud" / "var", machine.base / "cloud" / "log")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -45,6 +46,7 @@ class FakeCloud:
         self.statuses: dict[str, dict[str, Any]] = {}    # "<ns>/<name>" -> last reported status
         self.patches: list[dict[str, Any]] = []
         self.deletes: list[tuple[str, Any]] = []
+        self.token_requests: list[tuple[str, dict[str, Any]]] = []  # (resource, TokenRequest) asked for
 
     async def start(self, ctx: Context) -> None:
         while True:
@@ -70,6 +72,13 @@ class FakeCloud:
             found = self.objects.get(route.resource)
             return found if found is not None else {"ErrStatus": {"status": "Failure", "reason": "NotFound", "code": 404,
                                                                   "message": f'{kind}s "{name}" not found'}}
+        if route.operation == "query" and kind == "serviceaccounttoken":
+            request = copy.deepcopy(message.content)
+            self.token_requests.append((route.resource, request))
+            lifetime = int(request["spec"]["expirationSeconds"])
+            expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=lifetime)
+            request["status"] = {"token": f"token-{len(self.token_requests)}", "expirationTimestamp": expiry.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            return request  # upstream's reply: the filled TokenRequest itself
         if route.operation == "query":
             return {"Object": None, "Err": {"ErrStatus": {"status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}}}
         content = message.content if isinstance(message.content, dict) else {}
@@ -295,6 +304,7 @@ async def test_configmap_secret_volumes_env_and_update(edge: Edge) -> None:
     assert (await exec_in(edge.endpoint, ident, "cat", "/etc/cfg/greeting")) == "hello"
     assert (await exec_in(edge.endpoint, ident, "cat", "/etc/sec/password")) == "s3cr3t"
     assert (await exec_in(edge.endpoint, ident, "cat", "/etc/all/g", "/etc/all/password")) == "hellos3cr3t"
+    assert (await exec_in(edge.endpoint, ident, "cat", "/etc/all/token")) == "token-1"
     assert (await exec_in(edge.endpoint, ident, "cat", "/etc/info/uid")) == pod["metadata"]["uid"]
     assert 'app="vols"' in await exec_in(edge.endpoint, ident, "cat", "/etc/info/labels")
     env = await exec_in(edge.endpoint, ident, "env")
@@ -314,6 +324,33 @@ async def test_configmap_secret_volumes_env_and_update(edge: Edge) -> None:
         await asyncio.sleep(0.2)
     assert (await exec_in(edge.endpoint, ident, "cat", "/etc/all/g")) == "bonjour"
     assert cid(edge.status(pod)) == ident, "the container was not restarted for a ConfigMap update"
+
+
+async def test_projected_service_account_token_bound_to_the_pod_and_renewed(edge: Edge) -> None:
+    pod = make_pod(edge.node, "tokens", [{"name": "main", "volumeMounts": [{"name": "api", "mountPath": "/var/run/secrets/api"}]}],
+                   serviceAccountName="robot", volumes=[{"name": "api", "projected": {"defaultMode": 420, "sources": [
+                       {"serviceAccountToken": {"path": "token", "expirationSeconds": 10}},
+                       {"serviceAccountToken": {"path": "vault-token", "audience": "vault", "expirationSeconds": 600}}]}}])
+    await edge.push("insert", pod)
+    status = await edge.wait_status(pod, lambda s: container(s)["ready"], what="ready")
+    ident = cid(status)
+    resources = {resource for resource, _ in edge.cloud.token_requests}
+    assert resources == {"default/serviceaccounttoken/robot"}
+    specs = sorted((r["spec"] for _, r in edge.cloud.token_requests), key=lambda spec: spec["expirationSeconds"])
+    bound = {"kind": "Pod", "apiVersion": "v1", "name": "tokens", "uid": pod["metadata"]["uid"]}
+    assert specs[0] == {"expirationSeconds": 10, "boundObjectRef": bound}
+    assert specs[1] == {"expirationSeconds": 600, "audiences": ["vault"], "boundObjectRef": bound}
+    first = await exec_in(edge.endpoint, ident, "cat", "/var/run/secrets/api/token")
+    vault = await exec_in(edge.endpoint, ident, "cat", "/var/run/secrets/api/vault-token")
+    assert first.startswith("token-") and vault.startswith("token-") and first != vault
+
+    # 10 s tokens are renewed in their last 20%: the mounted file changes, the container stays
+    deadline = asyncio.get_running_loop().time() + scaled(20)
+    while (await exec_in(edge.endpoint, ident, "cat", "/var/run/secrets/api/token")) == first:
+        assert asyncio.get_running_loop().time() < deadline, "the projected token was never renewed"
+        await asyncio.sleep(0.5)
+    assert (await exec_in(edge.endpoint, ident, "cat", "/var/run/secrets/api/vault-token")) == vault
+    assert cid(edge.status(pod)) == ident and container(edge.status(pod))["restartCount"] == 0
 
 
 async def test_exit_1_under_always_crash_loops_with_backoff(edge: Edge) -> None:

@@ -13,6 +13,7 @@ other nodes sharing the containerd are never listed, so never touched.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 import shutil
@@ -31,6 +32,8 @@ log = logging.getLogger("kubeedge.edged")
 ORPHAN_GRACE_SECONDS = 30.0     # after start, before what no pod claims is removed
 HOUSEKEEPING_SECONDS = 10.0
 OBJECT_KINDS = ("configmap", "secret")
+TOKEN_MAX_AGE_SECONDS = 24 * 3600   # kubelet renews a projected token after a day at the latest
+TOKEN_REFRESH_FRACTION = 0.2        # ... or once into the last 20% of its lifetime
 
 
 class PodManager:
@@ -46,6 +49,7 @@ class PodManager:
         self.backoff = Backoff()
         self.workers: dict[str, PodWorker] = {}             # uid -> worker
         self.objects: dict[str, dict[str, Any]] = {}        # "<ns>/<kind>/<name>" -> ConfigMap/Secret
+        self.tokens: dict[tuple[str, str], dict[str, Any]] = {}  # (pod uid, token key) -> issued TokenRequest
         self.connected = asyncio.Event()
         self.started_at = asyncio.get_running_loop().time()
         self.housekeeper = asyncio.create_task(self._housekeeping(), name="edged-housekeeping")
@@ -127,6 +131,8 @@ class PodManager:
     def forget(self, worker: PodWorker) -> None:
         if self.workers.get(worker.uid) is worker:
             del self.workers[worker.uid]
+            for key in [key for key in self.tokens if key[0] == worker.uid]:
+                del self.tokens[key]
 
     # -- ConfigMaps and Secrets --------------------------------------------------------------------
     async def fetch_objects(self, namespace: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any] | None]:
@@ -140,8 +146,34 @@ class PodManager:
             found[(kind, name)] = self.objects.get(key)
         return found
 
-    async def _query(self, resource: str) -> dict[str, Any] | None:
-        message = Message.new(source="edged", group="meta", operation="query", resource=resource)
+    # -- projected service account tokens --------------------------------------------------------
+    async def service_account_tokens(self, pod: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any] | None]:
+        """("serviceaccounttoken", token key) -> the pod's issued TokenRequest, renewed as kubelet does.
+
+        A token due for renewal that cannot be renewed (the cloud is away) is kept while it is valid.
+        """
+        namespace, name = podspec.pod_key(pod).split("/", 1)
+        account = str((pod.get("spec") or {}).get("serviceAccountName") or "default")
+        uid = podspec.pod_uid(pod)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        found: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for source in volumes.token_sources(pod):
+            key = volumes.token_key(source)
+            issued = self.tokens.get((uid, key))
+            if issued is None or _token_due(issued, now):
+                fresh = await self._query(f"{namespace}/serviceaccounttoken/{account}", volumes.token_request(pod, source))
+                if fresh is not None and _token_expiry(fresh) is not None and not _token_expired(fresh, now):
+                    issued = self.tokens[(uid, key)] = fresh
+                    log.info("pod %s/%s: service account token for %s issued until %s", namespace, name, account,
+                             (fresh.get("status") or {}).get("expirationTimestamp"))
+                elif issued is not None and _token_expired(issued, now):
+                    issued = None
+                    del self.tokens[(uid, key)]
+            found[("serviceaccounttoken", key)] = issued
+        return found
+
+    async def _query(self, resource: str, content: Any = None) -> dict[str, Any] | None:
+        message = Message.new(source="edged", group="meta", operation="query", resource=resource, content=content)
         try:
             reply = await self.ctx.send_sync("metamanager", message, self.request_timeout)
         except SyncTimeout as error:
@@ -205,6 +237,32 @@ class PodManager:
         if removed:
             log.info("housekeeping removed %d orphan sandbox(es)/container(s) of node %s", len(removed), self.node_name)
         return removed
+
+
+def _token_expiry(issued: dict[str, Any]) -> datetime.datetime | None:
+    stamp = (issued.get("status") or {}).get("expirationTimestamp")
+    if not (issued.get("status") or {}).get("token") or not stamp:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _token_expired(issued: dict[str, Any], now: datetime.datetime) -> bool:
+    expiry = _token_expiry(issued)
+    return expiry is None or now >= expiry
+
+
+def _token_due(issued: dict[str, Any], now: datetime.datetime) -> bool:
+    """Upstream's rule (``requiresRefresh``): older than a day, or in the last 20% of its lifetime."""
+    expiry = _token_expiry(issued)
+    lifetime = int((issued.get("spec") or {}).get("expirationSeconds") or 0)
+    if expiry is None or lifetime <= 0:
+        return True
+    issued_at = expiry - datetime.timedelta(seconds=lifetime)
+    return (now >= issued_at + datetime.timedelta(seconds=TOKEN_MAX_AGE_SECONDS)
+            or now >= expiry - datetime.timedelta(seconds=lifetime * TOKEN_REFRESH_FRACTION))
 
 
 async def _quietly(call: Any) -> None:

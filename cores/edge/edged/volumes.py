@@ -4,7 +4,10 @@ configMap, secret, downwardAPI and projected volumes are written the way kubelet
 does: the payload goes into a fresh hidden directory, ``..data`` is switched to it with one
 ``rename`` of a symlink, and each visible name is a symlink through ``..data``. A running
 container therefore sees an update all at once, never a half-written file. emptyDir is a plain
-directory; hostPath is the host's path (created for the ``*OrCreate`` types).
+directory; hostPath is the host's path (created for the ``*OrCreate`` types). A projected
+``serviceAccountToken`` source is the token of a TokenRequest bound to the pod, which Edged asks
+the cloud for (:func:`token_request`) and hands in through the lookup as kind
+``serviceaccounttoken`` under :func:`token_key`.
 
 These functions do file I/O: Edged runs them off the event loop (``asyncio.to_thread``).
 """
@@ -29,6 +32,7 @@ PLUGINS = {"configMap": "kubernetes.io~configmap", "secret": "kubernetes.io~secr
            "downwardAPI": "kubernetes.io~downward-api", "projected": "kubernetes.io~projected"}
 READ_ONLY_KINDS = ("configMap", "secret", "downwardAPI", "projected")
 DEFAULT_MODE = 0o644
+DEFAULT_TOKEN_SECONDS = 3600  # a projected token's lifetime when the source names none
 
 
 def pod_dir(root: str, uid: str) -> Path:
@@ -76,6 +80,29 @@ def referenced_objects(pod: Mapping[str, Any]) -> set[tuple[str, str]]:
             if value_from.get("secretKeyRef"):
                 found.add(("secret", str(value_from["secretKeyRef"].get("name"))))
     return found
+
+
+def token_sources(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every projected ``serviceAccountToken`` source of the pod's volumes."""
+    return [part["serviceAccountToken"]
+            for volume in (pod.get("spec") or {}).get("volumes") or []
+            for part in (volume.get("projected") or {}).get("sources") or [] if part.get("serviceAccountToken")]
+
+
+def token_key(source: Mapping[str, Any]) -> str:
+    """What tells one projected token of a pod from another: its audience and lifetime."""
+    return f"{source.get('audience') or ''}|{int(source.get('expirationSeconds') or DEFAULT_TOKEN_SECONDS)}"
+
+
+def token_request(pod: Mapping[str, Any], source: Mapping[str, Any]) -> dict[str, Any]:
+    """The TokenRequest kubelet sends for a projected token: bound to this pod, so it dies with it."""
+    meta = pod.get("metadata") or {}
+    spec: dict[str, Any] = {
+        "expirationSeconds": int(source.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS),
+        "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": meta.get("name"), "uid": meta.get("uid")}}
+    if source.get("audience"):
+        spec["audiences"] = [source["audience"]]
+    return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "metadata": {}, "spec": spec}
 
 
 # -- payloads -------------------------------------------------------------------------------------
@@ -144,8 +171,12 @@ def payload(pod: Mapping[str, Any], volume: Mapping[str, Any], lookup: Lookup, h
         elif part.get("downwardAPI"):
             files.update(_downward_payload(pod, part["downwardAPI"], mode, host_ip, pod_ip))
         elif part.get("serviceAccountToken"):
-            log.warning("pod %s/%s volume %s: serviceAccountToken projection skipped (the edge has no token source)",
-                        (pod.get("metadata") or {}).get("namespace"), (pod.get("metadata") or {}).get("name"), volume.get("name"))
+            token_source = part["serviceAccountToken"]
+            issued = lookup("serviceaccounttoken", token_key(token_source))
+            token = ((issued or {}).get("status") or {}).get("token")
+            if not token:
+                raise SpecError("FailedMount", f"volume {volume.get('name')}: no service account token yet")
+            files[str(token_source.get("path") or "token")] = (str(token).encode(), mode)
     return files
 
 

@@ -148,8 +148,13 @@ class PodWorker:
     async def _fetch_objects(self) -> bool:
         wanted = volumes.referenced_objects(self.pod)
         found = await self.manager.fetch_objects(self.namespace, wanted)
+        tokens = await self.manager.service_account_tokens(self.pod)
+        if any(self.objects.get(key) is not token for key, token in tokens.items()):
+            self.volumes_dirty = True  # a token issued or renewed: rewrite the projected volume
+        found.update(tokens)
         self.objects = found
-        missing = [f"{kind} {name}" for (kind, name), obj in found.items() if obj is None]
+        missing = [f"{kind} {name}" if kind != "serviceaccounttoken" else "a service account token"
+                   for (kind, name), obj in found.items() if obj is None]
         if missing and self._needed_by_volume(found):  # env-only references fail later, per container
             for container in self._all_containers():
                 self.waiting.setdefault(container["name"], ("ContainerCreating", ""))
@@ -159,6 +164,8 @@ class PodWorker:
 
     def _needed_by_volume(self, found: Mapping[tuple[str, str], Any]) -> bool:
         missing = {key for key, obj in found.items() if obj is None}
+        if any(kind == "serviceaccounttoken" for kind, _ in missing):
+            return True  # only projected volumes ask for tokens
         spec_volumes = (self.pod.get("spec") or {}).get("volumes") or []
         for volume in spec_volumes:
             for ref in volumes.referenced_objects({"spec": {"volumes": [volume]}}):

@@ -168,17 +168,28 @@ class MetaManager:
             kind = parse_object(resource).type
         except ResourceError:
             return
-        await asyncio.to_thread(self.store.put, resource, kind, obj)
+        await asyncio.to_thread(self.store.put, _store_key(request, resource), kind, obj)
 
     def _local(self, request: Message) -> Message:
         """A query answered from SQLite, in the shape the cloud would have used."""
-        value = self.store.get(request.route.resource)
+        value = self.store.get(_store_key(request, request.route.resource))
         if value is None:
             return not_connected(request)
         kind = parse_object(request.route.resource).type
-        if kind in ("configmap", "secret"):
+        if kind in ("configmap", "secret", "serviceaccounttoken"):
             return request.response(json.loads(value))
         return request.response({"Object": json.loads(value), "Err": None})
+
+
+def _store_key(request: Message, resource: str) -> str:
+    """Where a reply is kept. Tokens of one service account differ by pod, audience and lifetime
+    (upstream keys them likewise), so a pod restarted with the cloud away finds its own again."""
+    if "/serviceaccounttoken/" not in resource or not isinstance(request.content, dict):
+        return resource
+    spec = request.content.get("spec") or {}
+    bound = spec.get("boundObjectRef") or {}
+    audiences = ",".join(spec.get("audiences") or [])
+    return f"{resource}/{bound.get('uid') or ''}/{audiences}/{spec.get('expirationSeconds') or ''}"
 
 
 def _answered_locally(reply: Message) -> bool:
