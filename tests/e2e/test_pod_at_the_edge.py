@@ -139,3 +139,52 @@ def test_pod_lifecycle_and_autonomy(tmp_path: Path, containerd: Any) -> None:  #
     finally:
         machine.keadm("reset", "--force", *machine.dirs("edge"), check=False)
         machine.keadm("reset", "--force", *machine.dirs("cloud"), check=False)
+
+
+def test_static_pod_shows_in_kubectl_as_its_mirror(tmp_path: Path, containerd: Any) -> None:  # noqa: F811
+    """A manifest in the edge's staticPodPath runs there and shows in kubectl as `<name>-<node>`;
+    a mirror deleted with kubectl comes back; removing the manifest stops the pod and removes the mirror."""
+    (tmp_path / "home").mkdir()
+    machine = Machine(tmp_path, tmp_path / "home")
+    ws, https = free_port(), free_port()
+    machine.keadm("init", "--advertise-address", "127.0.0.1", "--controlplane-port", str(free_port()),
+                  "--set", f"modules.cloudHub.websocket.port={ws}", "--set", f"modules.cloudHub.https.port={https}",
+                  *machine.dirs("cloud"))
+    token = machine.keadm("gettoken", "--config-dir", str(tmp_path / "cloud" / "etc")).stdout.strip()
+    machine.keadm("join", "-e", f"127.0.0.1:{ws}", "-s", str(https), "-t", token, "-i", "edge-static", "-p", containerd.endpoint,
+                  "--node-ip", "127.0.0.1", "--set", "modules.edged.tailoredKubeletConfig.fileCheckFrequency=1s",
+                  *machine.dirs("edge"))
+    manifests = Layout(machine.base / "edge" / "etc", machine.base / "edge" / "var", machine.base / "edge" / "log").config_dir / "manifests"
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "default"},
+                "spec": {"hostNetwork": True, "terminationGracePeriodSeconds": 2,
+                         "containers": [{"name": "main", "image": "localhost/busybox:local",
+                                         "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]}}
+    try:
+        manifests.mkdir(parents=True, exist_ok=True)
+        (manifests / "web.yaml").write_text(yaml.safe_dump(manifest))
+
+        def mirror_running() -> bool:
+            row = machine.kubectl("get", "pod", "web-edge-static", "-o", "wide").splitlines()[-1].split()
+            return row[:3] == ["web-edge-static", "1/1", "Running"] and row[6] == "edge-static"
+
+        wait(mirror_running, 30, "mirror pod not Running: " + machine.kubectl("get", "pods", "-o", "wide"))
+        mirror = json.loads(machine.kubectl("get", "pod", "web-edge-static", "-o", "json"))
+        assert mirror["metadata"]["annotations"]["kubernetes.io/config.source"] == "file"
+        assert mirror["metadata"]["ownerReferences"][0]["kind"] == "Node"
+        assert not any(v.get("projected") for v in mirror["spec"].get("volumes") or []), "mirror pods get no token volume"
+        running = containers(containerd.endpoint, "web-edge-static")
+        assert list(running) == ["main@web-edge-static"]
+
+        machine.kubectl("delete", "pod", "web-edge-static", "--wait=false")
+        wait(lambda: json.loads(machine.kubectl("get", "pod", "web-edge-static", "-o", "json") or "{}").get("metadata", {}).get("uid")
+             not in (None, mirror["metadata"]["uid"]) if "NotFound" not in machine.kubectl("get", "pod", "web-edge-static") else False,
+             30, "the mirror pod deleted with kubectl did not come back")
+        wait(mirror_running, 30, "recreated mirror not Running")
+        assert containers(containerd.endpoint, "web-edge-static") == running, "deleting the mirror must not touch the static pod"
+
+        (manifests / "web.yaml").unlink()
+        wait(lambda: not containers(containerd.endpoint, "web-edge-static"), 30, "static pod outlived its manifest")
+        wait(lambda: "NotFound" in machine.kubectl("get", "pod", "web-edge-static"), 30, "mirror pod outlived the static pod")
+    finally:
+        machine.keadm("reset", "--force", *machine.dirs("edge"), check=False)
+        machine.keadm("reset", "--force", *machine.dirs("cloud"), check=False)

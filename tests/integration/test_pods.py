@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from cores.beehive import Context, Message, ModuleRunner
 from cores.common import layout as layouts
@@ -47,6 +48,7 @@ class FakeCloud:
         self.patches: list[dict[str, Any]] = []
         self.deletes: list[tuple[str, Any]] = []
         self.token_requests: list[tuple[str, dict[str, Any]]] = []  # (resource, TokenRequest) asked for
+        self.created_pods: list[dict[str, Any]] = []  # pods the node created: mirror pods
 
     async def start(self, ctx: Context) -> None:
         while True:
@@ -84,6 +86,9 @@ class FakeCloud:
         content = message.content if isinstance(message.content, dict) else {}
         body = copy.deepcopy(content)
         body.setdefault("metadata", {}).setdefault("uid", str(uuid.uuid4()))
+        if route.operation == "insert" and kind == "pod":
+            self.created_pods.append(body)
+            self.objects[route.resource] = body
         return {"Object": body, "Err": None}
 
 
@@ -96,6 +101,8 @@ class Edge:
         layout = layouts.Layout(base / "etc", base / "var", base / "log")
         document = layouts.edgecore_document(layout, node_name=node, cloud_host="127.0.0.1", token="",
                                              node_ip="127.0.0.1", runtime_endpoint=endpoint)
+        document["modules"]["edged"]["tailoredKubeletConfig"]["fileCheckFrequency"] = "1s"
+        self.manifests = Path(document["modules"]["edged"]["tailoredKubeletConfig"]["staticPodPath"])
         self.config = Config(document, str(layout.edgecore_config))
         self.root = Path(document["modules"]["edged"]["rootDirectory"])
         self.endpoint = endpoint
@@ -351,6 +358,79 @@ async def test_projected_service_account_token_bound_to_the_pod_and_renewed(edge
         await asyncio.sleep(0.5)
     assert (await exec_in(edge.endpoint, ident, "cat", "/var/run/secrets/api/vault-token")) == vault
     assert cid(edge.status(pod)) == ident and container(edge.status(pod))["restartCount"] == 0
+
+
+async def test_static_pod_runs_from_its_manifest_and_shows_as_a_mirror_pod(edge: Edge) -> None:
+    node = edge.node
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+                "spec": {"hostNetwork": True, "terminationGracePeriodSeconds": 2,
+                         "containers": [{"name": "main", "image": BUSYBOX_IMAGE, "command": SERVE_FOREVER}]}}
+    edge.manifests.mkdir(parents=True, exist_ok=True)
+    (edge.manifests / "web.yaml").write_text(yaml.safe_dump(manifest))
+    name = f"web-{node}"
+
+    def mirrors() -> list[dict[str, Any]]:
+        return [p for p in edge.cloud.created_pods if p["metadata"]["name"] == name]
+
+    async def reported_to(uid: str) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + scaled(20)
+        while True:
+            found = [p for p in edge.cloud.patches if p["metadata"]["uid"] == uid and p["status"].get("phase") == "Running"
+                     and condition(p["status"], "Ready")["status"] == "True"]
+            if found:
+                return found[-1]["status"]
+            assert asyncio.get_running_loop().time() < deadline, f"no Running status reported to mirror {uid}"
+            await asyncio.sleep(0.2)
+
+    status = await reported_to(await _first(lambda: mirrors()[0]["metadata"]["uid"] if mirrors() else None))
+    mirror = mirrors()[0]
+    static_uid = mirror["metadata"]["annotations"]["kubernetes.io/config.mirror"]
+    assert mirror["metadata"]["annotations"]["kubernetes.io/config.source"] == "file"
+    assert mirror["spec"]["nodeName"] == node and mirror["metadata"]["namespace"] == "default"
+    assert mirror["metadata"]["ownerReferences"][0]["kind"] == "Node" and mirror["metadata"]["ownerReferences"][0]["name"] == node
+    running = await node_containers(edge.endpoint, node, static_uid)
+    assert len(running) == 1 and cid(status) == running[0].id
+
+    # the cloud sends the mirror back: never run as a pod of its own
+    await edge.push("insert", mirror)
+    await asyncio.sleep(2)
+    assert len(await node_containers(edge.endpoint, node)) == 1
+
+    # deleted in the cloud: the mirror comes back, the static pod's container stays
+    await edge.push("delete", mirror)
+    second = await _first(lambda: mirrors()[1]["metadata"]["uid"] if len(mirrors()) > 1 else None)
+    await reported_to(second)
+    assert [c.id for c in await node_containers(edge.endpoint, node)] == [running[0].id]
+
+    # the manifest changes: a new pod replaces the old one, and its outdated mirror is deleted
+    manifest["spec"]["containers"][0]["env"] = [{"name": "VERSION", "value": "2"}]
+    (edge.manifests / "web.yaml").write_text(yaml.safe_dump(manifest))
+    third = await _first(lambda: mirrors()[2]["metadata"]["uid"] if len(mirrors()) > 2 else None)
+    new_uid = mirrors()[2]["metadata"]["annotations"]["kubernetes.io/config.mirror"]
+    assert new_uid != static_uid
+    assert ("default/pod/" + name, {"gracePeriodSeconds": 0, "preconditions": {"uid": second}}) in edge.cloud.deletes
+    await reported_to(third)
+    replaced = await node_containers(edge.endpoint, node, new_uid)
+    assert len(replaced) == 1 and "VERSION=2" in (await exec_in(edge.endpoint, replaced[0].id, "env")).splitlines()
+    deadline = asyncio.get_running_loop().time() + scaled(15)
+    while await node_containers(edge.endpoint, node, static_uid):
+        assert asyncio.get_running_loop().time() < deadline, "the old static pod's container was not removed"
+        await asyncio.sleep(0.2)
+
+    # the manifest is removed: the pod stops and its mirror is deleted
+    (edge.manifests / "web.yaml").unlink()
+    deadline = asyncio.get_running_loop().time() + scaled(15)
+    while await node_containers(edge.endpoint, node) or ("default/pod/" + name, {"gracePeriodSeconds": 0, "preconditions": {"uid": third}}) not in edge.cloud.deletes:
+        assert asyncio.get_running_loop().time() < deadline, "static pod or its mirror outlived the manifest"
+        await asyncio.sleep(0.2)
+
+
+async def _first(probe: Callable[[], Any], timeout: float = 20) -> Any:
+    deadline = asyncio.get_running_loop().time() + scaled(timeout)
+    while (value := probe()) is None:
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.2)
+    return value
 
 
 async def test_exit_1_under_always_crash_loops_with_backoff(edge: Edge) -> None:

@@ -170,14 +170,38 @@ def test_link_cut_while_things_change(controlplane: ControlPlane, cloud: Cloud, 
         core.delete_collection_namespaced_config_map("default", label_selector="test=cut")
 
 
-def test_node_restriction_for_secrets(controlplane: ControlPlane, cloud: Cloud, api: client.ApiClient, tmp_path: Path) -> None:
+def speak_as(cloud: Cloud, edge: Any, node: str, request: Any) -> Any:
+    """Send one request over the node's own mTLS link, as its EdgeCore would; the content of the cloud's reply."""
     import asyncio
     import ssl
 
     import websockets
 
-    from cores.beehive import Message
     from cores.wire import decode, encode
+
+    paths = edge.layout.certificate_paths()
+    context = ssl.create_default_context(cafile=paths["ca"])
+    context.check_hostname = False
+    context.load_cert_chain(paths["cert"], paths["key"])
+
+    async def ask() -> Any:
+        async with websockets.connect(
+            f"wss://127.0.0.1:{cloud.websocket_port}/e632aba927ea4ac2b575ec1603d56f10/{node}/events", ssl=context,
+            additional_headers=[("Connectionuse", "msg"), ("Node_id", node)], ping_interval=None,
+        ) as ws:
+            await ws.send(encode(request))
+            while True:
+                reply = json.loads(await asyncio.wait_for(ws.recv(), scaled(10)))
+                # ack what the cloud pushes, as an edge does: its ack queue is serial per node
+                await ws.send(encode(decode(json.dumps(reply)).response("OK")))
+                if reply["header"].get("parent_msg_id") == request.msg_id:
+                    return reply["content"]
+
+    return asyncio.run(ask())
+
+
+def test_node_restriction_for_secrets(controlplane: ControlPlane, cloud: Cloud, api: client.ApiClient, tmp_path: Path) -> None:
+    from cores.beehive import Message
 
     core = client.CoreV1Api(api)
     edge = start_edge(tmp_path, cloud, "rel-secret", cloud.token(controlplane.kubeconfig), edged=False)
@@ -188,35 +212,50 @@ def test_node_restriction_for_secrets(controlplane: ControlPlane, cloud: Cloud, 
     core.create_namespaced_pod("default", {"metadata": {"name": "rs-pod", "labels": {"test": "rs"}}, "spec": {
         "nodeName": "rel-secret", "containers": [{"name": "c", "image": "x", "env": [
             {"name": "K", "valueFrom": {"secretKeyRef": {"name": "rs-mine", "key": "k"}}}]}]}})
-    paths = edge.layout.certificate_paths()
-    context = ssl.create_default_context(cafile=paths["ca"])
-    context.check_hostname = False
-    context.load_cert_chain(paths["cert"], paths["key"])
 
-    async def ask(secret: str) -> Any:
-        async with websockets.connect(
-            f"wss://127.0.0.1:{cloud.websocket_port}/e632aba927ea4ac2b575ec1603d56f10/rel-secret/events", ssl=context,
-            additional_headers=[("Connectionuse", "msg"), ("Node_id", "rel-secret")], ping_interval=None,
-        ) as ws:
-            query = Message.new(source="edged", group="meta", operation="query", resource=f"default/secret/{secret}")
-            await ws.send(encode(query))
-            while True:
-                reply = json.loads(await asyncio.wait_for(ws.recv(), scaled(10)))
-                # ack what the cloud pushes, as an edge does: its ack queue is serial per node
-                await ws.send(encode(decode(json.dumps(reply)).response("OK")))
-                if reply["header"].get("parent_msg_id") == query.msg_id:
-                    return reply["content"]
+    def ask(secret: str) -> Any:
+        return speak_as(cloud, edge, "rel-secret", Message.new(source="edged", group="meta", operation="query", resource=f"default/secret/{secret}"))
 
     try:
         time.sleep(1)  # EdgeController's pod cache sees the pod
-        mine = asyncio.run(ask("rs-mine"))
+        mine = ask("rs-mine")
         assert mine["kind"] == "Secret" and mine["metadata"]["name"] == "rs-mine"
-        theirs = asyncio.run(ask("rs-theirs"))
+        theirs = ask("rs-theirs")
         assert theirs["ErrStatus"]["reason"] == "Forbidden"
         assert "node rel-secret asked for query default/secret/rs-theirs, which is not its own: refused" in cloud.log()
     finally:
         core.delete_collection_namespaced_pod("default", label_selector="test=rs", grace_period_seconds=0)
         core.delete_collection_namespaced_secret("default", label_selector="test=rs")
+
+
+def test_node_restriction_for_pod_creation(controlplane: ControlPlane, cloud: Cloud, api: client.ApiClient, tmp_path: Path) -> None:
+    """A node may create one kind of pod: the mirror of its own static pod."""
+    from cores.beehive import Message
+
+    core = client.CoreV1Api(api)
+    edge = start_edge(tmp_path, cloud, "rel-mirror", cloud.token(controlplane.kubeconfig), edged=False)
+    edge.stop()
+    edge_node(core, "rel-mirror")
+
+    def create(name: str, node: str, mirror: bool) -> Any:
+        annotations = {"kubernetes.io/config.mirror": "abc", "kubernetes.io/config.source": "file"} if mirror else {}
+        pod = {"metadata": {"name": name, "namespace": "default", "labels": {"test": "rm"}, "annotations": annotations},
+               "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]}}
+        return speak_as(cloud, edge, "rel-mirror", Message.new(source="edged", group="meta", operation="insert", resource=f"default/pod/{name}",
+                                                 content=pod))
+
+    try:
+        created = create("rm-mine", "rel-mirror", mirror=True)
+        assert created["Err"] is None and created["Object"]["metadata"]["uid"]
+        assert core.read_namespaced_pod("rm-mine", "default").spec.node_name == "rel-mirror"
+        assert not any(v.projected for v in core.read_namespaced_pod("rm-mine", "default").spec.volumes or []), \
+            "mirror pods get no service account volume"
+        for name, node, mirror in (("rm-plain", "rel-mirror", False), ("rm-other", "someone-else", True)):
+            refused = create(name, node, mirror)
+            assert (refused.get("Err") or {}).get("ErrStatus", {}).get("reason") == "Forbidden", (name, refused)
+        assert {p.metadata.name for p in core.list_namespaced_pod("default", label_selector="test=rm").items} == {"rm-mine"}
+    finally:
+        core.delete_collection_namespaced_pod("default", label_selector="test=rm", grace_period_seconds=0)
 
 
 @pytest.mark.slow

@@ -55,6 +55,17 @@ def _strip_meta_type(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
 
 
+def _own_mirror_pod(node: str, pod: Any) -> bool:
+    """NodeRestriction for pod creation: a mirror pod bound to the node itself, owned by nothing but that Node."""
+    if not isinstance(pod, dict):
+        return False
+    meta = pod.get("metadata") or {}
+    owners = meta.get("ownerReferences") or []
+    return ("kubernetes.io/config.mirror" in (meta.get("annotations") or {})
+            and (pod.get("spec") or {}).get("nodeName") == node
+            and all(o.get("kind") == "Node" and o.get("name") == node for o in owners))
+
+
 async def _ignore(event: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
     return None
 
@@ -192,6 +203,7 @@ class EdgeController(_Downstream):
             ("query", "secret"): self._query_object,
             ("patch", "podpatch"): self._patch_pod,
             ("delete", "pod"): self._delete_pod,
+            ("insert", "pod"): self._create_mirror_pod,
             ("update", "podstatus"): self._legacy_pod_status,
             ("update", "nodestatus"): self._legacy_node_status,
             ("query", "serviceaccounttoken"): self._service_account_token,
@@ -246,7 +258,9 @@ class EdgeController(_Downstream):
         if handler is None:
             log.debug("no handler for %s from node %s", message.describe(), node)
             return
-        if not self._entitled(node, parsed):
+        allowed = (_own_mirror_pod(node, message.content) if (message.route.operation, parsed.type) == ("insert", "pod")
+                   else self._entitled(node, parsed))
+        if not allowed:
             log.warning("node %s asked for %s %s, which is not its own: refused", node, message.route.operation, resource)
             refusal = forbidden_status(node, resource)
             reply: Message | None = (self._reply(message, {"ErrStatus": refusal}) if parsed.type in ("configmap", "secret", "serviceaccounttoken")
@@ -353,6 +367,12 @@ class EdgeController(_Downstream):
         patched = await self.kube.request("PATCH", f"/api/v1/namespaces/{resource.namespace}/pods/{resource.name}/status",
                                           patch, content_type="application/strategic-merge-patch+json")
         return object_response(message, _strip_meta_type(patched), None, patched["metadata"].get("resourceVersion", ""))
+
+    async def _create_mirror_pod(self, node: str, resource: ObjectResource, message: Message) -> Message:
+        """A static pod's mirror, created by its node (the only pod a node may create, as NodeRestriction rules)."""
+        body = {**message.content, "apiVersion": "v1", "kind": "Pod"}
+        created = await self.kube.request("POST", f"/api/v1/namespaces/{resource.namespace}/pods", body)
+        return object_response(message, _strip_meta_type(created), None, created["metadata"].get("resourceVersion", ""))
 
     async def _delete_pod(self, node: str, resource: ObjectResource, message: Message) -> Message:
         options = message.content if isinstance(message.content, dict) else {"gracePeriodSeconds": 0}

@@ -4,7 +4,9 @@ Pods: MetaManager hands Edged every pod, ConfigMap and Secret push it has commit
 (``<ns>/pod/<name>`` insert/update/delete, content the object) and replays the stored pods at
 start; :mod:`cores.edge.edged.pods` runs a worker per pod (:mod:`.worker`), which drives CRI,
 writes volumes (:mod:`.volumes`), runs probes (:mod:`.probes`) and reports status as a
-``<ns>/podpatch/<name>`` strategic merge patch (:mod:`.status`).
+``<ns>/podpatch/<name>`` strategic merge patch (:mod:`.status`). Static pods come from the
+manifests in ``staticPodPath``, read every ``fileCheckFrequency``; the cloud sees them as mirror
+pods (:mod:`.static`).
 
 Node presence:
 
@@ -23,17 +25,20 @@ import json
 import logging
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 from cores.beehive import Context, Message, SyncTimeout
 from cores.common.config import Config, host_address
 from cores.edge.edged import node as nodes
+from cores.edge.edged import static
 from cores.edge.edged.pods import PodManager
 from cores.edge.edged.runtime import probe_runtime
 
 log = logging.getLogger("kubeedge.edged")
 
 LEASE_RENEW_SECONDS = 10.0
+MIRROR_SYNC_SECONDS = 2.0  # how soon a mirror pod deleted in the cloud comes back
 REQUEST_TIMEOUT = 30.0
 
 
@@ -63,6 +68,8 @@ class Edged:
         self.node_uid = ""
         self.lease: dict[str, Any] | None = None
         self.logs_root = str(kubelet.get("podLogsDir") or "/var/log/pods")
+        self.static_pod_path = str(kubelet.get("staticPodPath") or "")
+        self.file_check_every = seconds(kubelet.get("fileCheckFrequency") or "20s") or 20.0
         self.connected = asyncio.Event()
         self.pods: PodManager | None = None
         self.cri: Any = None
@@ -75,6 +82,8 @@ class Edged:
         self.pods = PodManager(ctx, self.cri, node_name=self.node_name, node_ip=self.node_ip,
                                root_directory=self.root_directory, logs_root=self.logs_root, request_timeout=REQUEST_TIMEOUT)
         tasks = [asyncio.create_task(self._presence())]
+        if self.static_pod_path:
+            tasks.append(asyncio.create_task(self._static_pods(), name="edged-static-pods"))
         try:
             while True:
                 message = await ctx.receive(self.name)
@@ -99,6 +108,27 @@ class Edged:
         if self.cri is not None:
             await self.cri.close()
             self.cri = None
+
+    async def _static_pods(self) -> None:
+        directory = Path(self.static_pod_path)
+        reported: dict[str, str] = {}
+        next_scan = 0.0
+        while True:
+            now = time.monotonic()
+            try:
+                if now >= next_scan and self.pods is not None:
+                    next_scan = now + self.file_check_every
+                    pods, errors = await asyncio.to_thread(static.read_manifests, directory, self.node_name)
+                    for path, error in errors.items():
+                        if reported.get(path) != error:
+                            log.warning("static pod manifest %s ignored: %s", path, error)
+                    reported = errors
+                    self.pods.sync_static(pods)
+                if self.pods is not None and self.connected.is_set() and self.node_uid:
+                    await self.pods.sync_mirrors(self.node_uid)
+            except Exception:  # noqa: BLE001 - static pods go on with the next scan
+                log.exception("static pods: sync failed")
+            await asyncio.sleep(min(MIRROR_SYNC_SECONDS, self.file_check_every))
 
     async def _request(self, operation: str, resource: str, content: Any) -> tuple[Any, dict[str, Any] | None]:
         """A request to the cloud through MetaManager: (Object, Err) of the reply."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from cores.beehive import Context, Message, SyncTimeout
 from cores.edge.cri import POD_UID, CriClient, CriError, RuntimeUnavailable, api, labels_for_node
-from cores.edge.edged import podspec, volumes
+from cores.edge.edged import podspec, static, volumes
 from cores.edge.edged.backoff import Backoff
 from cores.edge.edged.worker import PodWorker
 
@@ -50,6 +50,7 @@ class PodManager:
         self.workers: dict[str, PodWorker] = {}             # uid -> worker
         self.objects: dict[str, dict[str, Any]] = {}        # "<ns>/<kind>/<name>" -> ConfigMap/Secret
         self.tokens: dict[tuple[str, str], dict[str, Any]] = {}  # (pod uid, token key) -> issued TokenRequest
+        self.mirrors: dict[str, dict[str, Any]] = {}        # "<ns>/<name>" -> mirror pod of a static pod, as the cloud has it
         self.connected = asyncio.Event()
         self.started_at = asyncio.get_running_loop().time()
         self.housekeeper = asyncio.create_task(self._housekeeping(), name="edged-housekeeping")
@@ -98,6 +99,10 @@ class PodManager:
             self._object(message.route.operation, kind, namespace, name, content if isinstance(content, dict) else None)
 
     def _pod(self, operation: str, pod: dict[str, Any], namespace: str, name: str) -> None:
+        key = f"{namespace}/{name}"
+        if static.is_mirror(pod) or (operation == "delete" and key in self.mirrors):
+            self._mirror(operation, key, pod)  # the cloud's view of a static pod: never run
+            return
         uid = podspec.pod_uid(pod)
         node = (pod.get("spec") or {}).get("nodeName")
         if node and node != self.node_name:
@@ -106,8 +111,8 @@ class PodManager:
         worker = self.workers.get(uid) if uid else None
         if operation == "delete":
             if worker is None and not uid:
-                worker = next((w for w in self.workers.values() if w.key == f"{namespace}/{name}"), None)
-            if worker is not None:
+                worker = next((w for w in self.workers.values() if w.key == key and not w.static), None)
+            if worker is not None and not worker.static:
                 worker.delete()
             return
         if not uid or not pod.get("spec"):
@@ -117,6 +122,71 @@ class PodManager:
             return
         log.info("pod %s/%s (%s) added", namespace, name, uid)
         self.workers[uid] = PodWorker(self, pod)
+
+    def _mirror(self, operation: str, key: str, pod: dict[str, Any]) -> None:
+        if operation == "delete":
+            self.mirrors.pop(key, None)
+        else:
+            self.mirrors[key] = pod
+        for worker in self.workers.values():
+            if worker.static and worker.key == key:
+                worker.mirror_changed()
+
+    # -- static pods -------------------------------------------------------------------------------
+    def sync_static(self, pods: dict[str, dict[str, Any]]) -> None:
+        """Make the static pods those of the manifests (by UID: a changed file is a new pod)."""
+        for uid, pod in pods.items():
+            if uid not in self.workers:
+                log.info("static pod %s (%s) added", podspec.pod_key(pod), uid)
+                self.workers[uid] = PodWorker(self, pod, static=True)
+        for uid, worker in list(self.workers.items()):
+            if worker.static and uid not in pods and not worker.removed:
+                log.info("static pod %s (%s): manifest gone, stopping it", worker.key, uid)
+                worker.delete()
+
+    async def sync_mirrors(self, node_uid: str) -> None:
+        """Mirror pods in the cloud for the running static pods; outdated, orphaned and deleted ones removed."""
+        wanted = {w.key: w for w in self.workers.values() if w.static and not w.removed}
+        for key, mirror in list(self.mirrors.items()):
+            worker = wanted.get(key)
+            current = worker is not None and static.pod_hash(worker.pod) == _mirror_hash(mirror)
+            if not current or (mirror.get("metadata") or {}).get("deletionTimestamp"):
+                # as kubelet: a mirror being deleted goes at once (grace 0), to be created afresh
+                await self._delete_mirror(key, mirror)
+        for key, worker in wanted.items():
+            if key not in self.mirrors:
+                await self._create_mirror(worker, node_uid)
+
+    async def _create_mirror(self, worker: PodWorker, node_uid: str) -> None:
+        body = static.mirror_pod(worker.pod, self.node_name, node_uid)
+        obj, error = await self._send("insert", f"{worker.namespace}/pod/{worker.name}", body)
+        if isinstance(obj, dict) and not error:
+            log.info("static pod %s: mirror pod created (uid %s)", worker.key, (obj.get("metadata") or {}).get("uid"))
+            self._mirror("insert", worker.key, obj)
+        elif (error.get("ErrStatus") or {}).get("reason") != "AlreadyExists":
+            log.warning("static pod %s: mirror pod not created: %s", worker.key, (error.get("ErrStatus") or {}).get("message") or error)
+
+    async def _delete_mirror(self, key: str, mirror: dict[str, Any]) -> None:
+        namespace, name = key.split("/", 1)
+        uid = (mirror.get("metadata") or {}).get("uid")
+        obj, error = await self._send("delete", f"{namespace}/pod/{name}", {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}})
+        if not error:
+            log.info("mirror pod %s (%s) deleted: its static pod is gone or changed", key, uid)
+            self._mirror("delete", key, mirror)
+
+    async def _send(self, operation: str, resource: str, content: Any) -> tuple[Any, dict[str, Any]]:
+        """A request to the cloud through MetaManager: (Object or the bare answer, Err or {})."""
+        message = Message.new(source="edged", group="meta", operation=operation, resource=resource, content=content)
+        try:
+            reply = await self.ctx.send_sync("metamanager", message, self.request_timeout)
+        except SyncTimeout as error:
+            return None, {"ErrStatus": {"message": str(error)}}
+        content = reply.content
+        if isinstance(content, dict) and ("Err" in content or "Object" in content):
+            return content.get("Object"), content.get("Err") or {}
+        if isinstance(content, dict) and content.get("ErrStatus"):
+            return None, content
+        return content, {}
 
     def _object(self, operation: str, kind: str, namespace: str, name: str, obj: dict[str, Any] | None) -> None:
         key = f"{namespace}/{kind}/{name}"
@@ -237,6 +307,10 @@ class PodManager:
         if removed:
             log.info("housekeeping removed %d orphan sandbox(es)/container(s) of node %s", len(removed), self.node_name)
         return removed
+
+
+def _mirror_hash(mirror: dict[str, Any]) -> str:
+    return str(((mirror.get("metadata") or {}).get("annotations") or {}).get(static.CONFIG_MIRROR) or "")
 
 
 def _token_expiry(issued: dict[str, Any]) -> datetime.datetime | None:

@@ -25,6 +25,7 @@ from cores.beehive import Message, SyncTimeout
 from cores.edge.cri import CONTAINER_NAME, CriError, api
 from cores.edge.edged import podspec, volumes
 from cores.edge.edged.probes import ContainerProbes
+from cores.edge.edged.static import CONFIG_MIRROR
 from cores.edge.edged.status import ContainerView, StatusTracker, from_nanoseconds, patch_text, terminal_phase
 
 if TYPE_CHECKING:
@@ -41,8 +42,9 @@ def _attempt(container: api.Container) -> int:
 
 
 class PodWorker:
-    def __init__(self, manager: PodManager, pod: dict[str, Any]) -> None:
+    def __init__(self, manager: PodManager, pod: dict[str, Any], static: bool = False) -> None:
         self.manager = manager
+        self.static = static                   # from a manifest file: reported on its mirror pod
         self.cri = manager.cri
         self.pod = pod
         self.uid = podspec.pod_uid(pod)
@@ -81,6 +83,21 @@ class PodWorker:
     def object_changed(self) -> None:
         self.volumes_dirty = True
         self.wake.set()
+
+    def mirror_changed(self) -> None:
+        """The mirror pod appeared or was replaced: it needs the whole status again."""
+        self.tracker.last_reported = ""
+        self.report_due.set()
+
+    def report_uid(self) -> str | None:
+        """The UID status goes to: the pod's own, or for a static pod its current mirror's (None: no mirror yet)."""
+        if not self.static:
+            return self.uid
+        mirror = self.manager.mirrors.get(self.key) or {}
+        meta = mirror.get("metadata") or {}
+        if (meta.get("annotations") or {}).get(CONFIG_MIRROR) != self.uid or not meta.get("uid"):
+            return None
+        return str(meta["uid"])
 
     def cancel(self) -> None:
         """Edged stops: leave the containers running (as kubelet does), stop our tasks."""
@@ -497,10 +514,11 @@ class PodWorker:
             await self.report_due.wait()
             self.report_due.clear()
             status = self.latest_status
-            if status is None or not self.tracker.changed(status):
-                continue
+            uid = self.report_uid()
+            if status is None or not self.tracker.changed(status) or uid is None:
+                continue  # no mirror pod yet: mirror_changed() brings us back
             message = Message.new(source="edged", group="meta", operation="patch",
-                                  resource=f"{self.namespace}/podpatch/{self.name}", content=patch_text(self.uid, status))
+                                  resource=f"{self.namespace}/podpatch/{self.name}", content=patch_text(uid, status))
             try:
                 reply = await self.manager.ctx.send_sync("metamanager", message, self.manager.request_timeout)
                 error = reply.content.get("Err") if isinstance(reply.content, dict) else None
