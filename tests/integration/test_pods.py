@@ -433,6 +433,24 @@ async def _first(probe: Callable[[], Any], timeout: float = 20) -> Any:
     return value
 
 
+async def test_changed_container_spec_restarts_that_container_only(edge: Edge) -> None:
+    pod = make_pod(edge.node, "setimage", [{"name": "main"}, {"name": "side"}], restartPolicy="Never")
+    await edge.push("insert", pod)
+    status = await edge.wait_status(pod, lambda s: all(c["ready"] for c in s["containerStatuses"]), what="ready")
+    main, side = cid(status, "main"), cid(status, "side")
+    changed = copy.deepcopy(pod)
+    changed["metadata"]["resourceVersion"] = "2"
+    changed["spec"]["containers"][0]["env"] = [{"name": "VERSION", "value": "2"}]  # as `kubectl set image` changes image
+    await edge.push("update", changed)
+    status = await edge.wait_status(pod, lambda s: container(s, "main")["restartCount"] == 1 and container(s, "main")["ready"],
+                                    what="main restarted with the new spec")
+    assert cid(status, "main") != main and cid(status, "side") == side and container(status, "side")["restartCount"] == 0
+    assert container(status, "main")["lastState"]["terminated"]["exitCode"] == 0
+    assert "VERSION=2" in (await exec_in(edge.endpoint, cid(status, "main"), "env")).splitlines()
+    await asyncio.sleep(2)
+    assert cid(edge.status(pod), "main") == cid(status, "main"), "restarted once, not again"
+
+
 async def test_exit_1_under_always_crash_loops_with_backoff(edge: Edge) -> None:
     pod = make_pod(edge.node, "crash", [{"name": "main", "command": ["sh", "-c", "echo bye; exit 1"]}])
     await edge.push("insert", pod)

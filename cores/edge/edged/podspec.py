@@ -9,6 +9,8 @@ creates new containers in a sandbox it adopted.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -267,12 +269,20 @@ def container_config(pod: Mapping[str, Any], container: Mapping[str, Any], node:
         envs=[api.KeyValue(key=k, value=v) for k, v in env],
         mounts=mounts,
         labels=labels_for_container(node, str(meta.get("namespace") or "default"), str(meta.get("name")), pod_uid(pod), name),
-        annotations={RESTART_COUNT_ANNOTATION: str(attempt),
+        annotations={RESTART_COUNT_ANNOTATION: str(attempt), HASH_ANNOTATION: container_hash(container),
                      "io.kubernetes.container.terminationMessagePath": str(container.get("terminationMessagePath") or "/dev/termination-log")},
         log_path=f"{name}/{attempt}.log",
         stdin=bool(container.get("stdin")), stdin_once=bool(container.get("stdinOnce")), tty=bool(container.get("tty")),
         linux=api.LinuxContainerConfig(resources=linux_resources(container), security_context=security_context(pod, container)),
     )
+
+
+def container_hash(container: Mapping[str, Any]) -> str:
+    """What a running container was made from (kubelet's ``io.kubernetes.container.hash``): when the
+    pod's spec for it changes (``kubectl set image``), the container is restarted. Resources are left
+    out, so a resize does not restart it."""
+    spec = {k: v for k, v in container.items() if k != "resources"}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 def pull_policy(container: Mapping[str, Any]) -> str:

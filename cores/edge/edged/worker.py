@@ -284,6 +284,8 @@ class PodWorker:
                 await self._start(spec, 0)
             elif latest.state == api.CONTAINER_CREATED:
                 await self._start_existing(latest)
+            elif _outdated(latest, spec):
+                await self._replace(spec, latest, mine)
             elif latest.state == api.CONTAINER_RUNNING:
                 await self._watch_running(spec, latest)
             else:
@@ -324,6 +326,19 @@ class PodWorker:
         self.manager.backoff.next(key, now)
         if await self._start(spec, _attempt(latest) + 1):
             for old in instances[:-1]:  # keep the last dead one: it is the lastState
+                await self._remove_container(old.id)
+
+    async def _replace(self, spec: Mapping[str, Any], latest: api.Container, instances: list[api.Container]) -> None:
+        """The pod's spec of this container changed (a new image): stop it and start the new one at once,
+        whatever the restart policy, as kubelet does."""
+        log.info("pod %s: container %s definition changed, will be restarted", self.key, spec["name"])
+        self._stop_probes(latest.id)
+        if latest.state == api.CONTAINER_RUNNING:
+            grace = podspec.grace_seconds(self.pod)
+            await self.cri.stop_container(latest.id, grace)
+        self.waiting.pop(str(spec["name"]), None)
+        if await self._start(spec, _attempt(latest) + 1):
+            for old in instances[:-1]:
                 await self._remove_container(old.id)
 
     async def _start_existing(self, container: api.Container) -> None:
@@ -531,6 +546,13 @@ class PodWorker:
                 continue
             self.tracker.reported(status)
             log.info("pod %s: status reported (%s)", self.key, status.get("phase"))
+
+
+def _outdated(container: api.Container, spec: Mapping[str, Any]) -> bool:
+    """Made from another version of the spec; containers from before hashes were recorded never are."""
+    made_from = container.annotations.get(podspec.HASH_ANNOTATION)
+    return container.state in (api.CONTAINER_RUNNING, api.CONTAINER_CREATED) and bool(made_from) \
+        and made_from != podspec.container_hash(spec)
 
 
 def _terminated(status: api.ContainerStatus) -> dict[str, Any]:
