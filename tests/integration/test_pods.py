@@ -451,6 +451,22 @@ async def test_changed_container_spec_restarts_that_container_only(edge: Edge) -
     assert cid(edge.status(pod), "main") == cid(status, "main"), "restarted once, not again"
 
 
+async def test_termination_messages_from_the_file_and_from_the_logs(edge: Edge) -> None:
+    pod = make_pod(edge.node, "lastwords", [
+        {"name": "file", "command": ["sh", "-c", "printf 'saved the world' > /dev/termination-log; exit 3"]},
+        {"name": "custom", "terminationMessagePath": "/tmp/why", "command": ["sh", "-c", "echo disk full > /tmp/why; exit 0"]},
+        {"name": "logs", "terminationMessagePolicy": "FallbackToLogsOnError", "command": ["sh", "-c", "echo starting; echo oops >&2; exit 1"]},
+        {"name": "quiet", "terminationMessagePolicy": "FallbackToLogsOnError", "command": ["sh", "-c", "echo fine; exit 0"]},
+    ], restartPolicy="Never")
+    await edge.push("insert", pod)
+    status = await edge.wait_status(pod, lambda s: s["phase"] == "Failed", what="Failed")
+    terminated = {c["name"]: c["state"]["terminated"] for c in status["containerStatuses"]}
+    assert terminated["file"]["message"] == "saved the world" and terminated["file"]["exitCode"] == 3
+    assert terminated["custom"]["message"] == "disk full\n"
+    assert terminated["logs"]["message"] == "starting\noops\n" and terminated["logs"]["reason"] == "Error"
+    assert "message" not in terminated["quiet"], "logs are only the fallback after a failure"
+
+
 async def test_exit_1_under_always_crash_loops_with_backoff(edge: Edge) -> None:
     pod = make_pod(edge.node, "crash", [{"name": "main", "command": ["sh", "-c", "echo bye; exit 1"]}])
     await edge.push("insert", pod)

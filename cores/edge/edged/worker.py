@@ -35,6 +35,8 @@ log = logging.getLogger("kubeedge.edged")
 
 RESYNC_SECONDS = 1.0
 REPORT_RETRY_SECONDS = 5.0
+TERMINATION_MESSAGE_BYTES = 4096
+FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048
 
 
 def _attempt(container: api.Container) -> int:
@@ -357,6 +359,11 @@ class PodWorker:
         try:
             env = podspec.environment(self.pod, spec, self.lookup, self.manager.node_ip, self.pod_ip)
             mounts = volumes.mounts(spec, self.pod, self.volume_paths)
+            message_path = str(spec.get("terminationMessagePath") or "/dev/termination-log")
+            if not any(m.container_path == message_path for m in mounts):
+                host_file = self._termination_file(name, attempt)
+                await asyncio.to_thread(_empty_file, host_file)
+                mounts.append(api.Mount(container_path=message_path, host_path=str(host_file)))
             config = podspec.container_config(self.pod, spec, self.manager.node_name, attempt, env, mounts, str(spec["image"]))
         except (podspec.SpecError, ValueError) as error:
             message = error.message if isinstance(error, podspec.SpecError) else str(error)
@@ -375,6 +382,20 @@ class PodWorker:
             log.warning("pod %s: container %s did not start: %s", self.key, name, error)
         log.info("pod %s: container %s started (%s, attempt %d)", self.key, name, container_id[:12], attempt)
         return True
+
+    def _termination_file(self, name: str, attempt: int) -> Path:
+        return volumes.pod_dir(self.manager.root_directory, self.uid) / "containers" / name / f"{attempt}.termination-log"
+
+    async def _termination_message(self, spec: Mapping[str, Any], status: api.ContainerStatus) -> str:
+        """What the container left at terminationMessagePath, or with FallbackToLogsOnError after a failure
+        and an empty file, the tail of its log (kubelet's limits: 4096 bytes; 80 lines, 2048 bytes)."""
+        if status.message:
+            return str(status.message)
+        path = self._termination_file(str(spec["name"]), int(status.metadata.attempt))
+        text = await asyncio.to_thread(_read_head, path, TERMINATION_MESSAGE_BYTES)
+        if not text and status.exit_code != 0 and spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            text = await asyncio.to_thread(_log_tail, status.log_path, FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES)
+        return text
 
     async def _ensure_image(self, spec: Mapping[str, Any]) -> str | None:
         name, image = str(spec["name"]), str(spec.get("image") or "")
@@ -501,7 +522,7 @@ class PodWorker:
         last = None
         if len(instances) > 1:
             previous = (await self.cri.container_status(instances[-2].id)).status
-            last = _terminated(previous)
+            last = _terminated(previous, await self._termination_message(spec, previous))
         common = dict(name=name, image=image, container_id=latest.id, image_id=status.image_ref, restart_count=_attempt(latest))
         if status.state == api.CONTAINER_RUNNING:
             probes = self.probes.get(latest.id)
@@ -512,9 +533,10 @@ class PodWorker:
         if status.state == api.CONTAINER_EXITED:
             waiting = self.waiting.get(name)
             if waiting and waiting[0] in ("CrashLoopBackOff",):
-                return ContainerView(**common, reason=waiting[0], message=waiting[1], last_terminated=_terminated(status))
+                return ContainerView(**common, reason=waiting[0], message=waiting[1],
+                                     last_terminated=_terminated(status, await self._termination_message(spec, status)))
             return ContainerView(**common, state="terminated", exit_code=status.exit_code, reason=status.reason,
-                                 message=status.message, started_at=from_nanoseconds(status.started_at),
+                                 message=await self._termination_message(spec, status), started_at=from_nanoseconds(status.started_at),
                                  finished_at=from_nanoseconds(status.finished_at), last_terminated=last)
         reason, message = self.waiting.get(name, ("ContainerCreating", ""))
         return ContainerView(**common, reason=reason, message=message, last_terminated=last)
@@ -555,8 +577,43 @@ def _outdated(container: api.Container, spec: Mapping[str, Any]) -> bool:
         and made_from != podspec.container_hash(spec)
 
 
-def _terminated(status: api.ContainerStatus) -> dict[str, Any]:
-    return {"containerID": f"containerd://{status.id}", "exitCode": status.exit_code,
-            "finishedAt": from_nanoseconds(status.finished_at),
-            "reason": status.reason or ("Completed" if status.exit_code == 0 else "Error"),
-            "startedAt": from_nanoseconds(status.started_at)}
+def _terminated(status: api.ContainerStatus, message: str = "") -> dict[str, Any]:
+    state = {"containerID": f"containerd://{status.id}", "exitCode": status.exit_code,
+             "finishedAt": from_nanoseconds(status.finished_at),
+             "reason": status.reason or ("Completed" if status.exit_code == 0 else "Error"),
+             "startedAt": from_nanoseconds(status.started_at)}
+    if message:
+        state["message"] = message
+    return state
+
+
+def _empty_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    path.chmod(0o666)  # any user in the container may write its termination message
+
+
+def _read_head(path: Path, limit: int) -> str:
+    try:
+        with open(path, "rb") as file:
+            return file.read(limit).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _log_tail(path: str, lines: int, limit: int) -> str:
+    """The last lines of a CRI log file (``<time> <stream> <P|F> <text>``), as the container wrote them."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(0, os.SEEK_END)
+            file.seek(max(0, file.tell() - 64 * 1024))
+            raw = file.read().splitlines()
+    except OSError:
+        return ""
+    text = ""
+    for line in raw:
+        parts = line.split(b" ", 3)
+        if len(parts) == 4:
+            text += parts[3].decode(errors="replace") + ("\n" if parts[2] == b"F" else "")
+    tail = "".join(f"{line}\n" for line in text.splitlines()[-lines:])
+    return tail.encode()[-limit:].decode(errors="ignore")
