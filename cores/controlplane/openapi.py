@@ -5,15 +5,17 @@ the default) first GET ``/openapi/v3`` and the group version's document, look th
 operation of the object's kind (``x-kubernetes-group-version-kind``) with a ``fieldValidation``
 query parameter, and if it is there leave validation to the server: the write then carries
 ``?fieldValidation=Strict`` and the server must refuse unknown fields (:func:`unknown_fields`,
-:func:`strict_error_message`). Without that, kubectl falls back to ``/openapi/v2`` in protobuf
-only (``application/com.github.proto-openapi.spec.v2@v1.0+protobuf``) and fails the command when
-it cannot have it. ``kubectl explain`` reads the same v3 documents (paths for the kind, then
-``components.schemas`` with property descriptions).
+:func:`strict_error_message`). Without that, kubectl falls back to ``/openapi/v2``, which it asks
+for in protobuf only (``application/com.github.proto-openapi.spec.v2@v1.0+protobuf``; encoded by
+:mod:`cores.controlplane.openapi_v2proto`). kubectl 1.20 knows no v3: it validates manifests
+client-side and runs ``explain`` with that v2 document. ``kubectl explain`` in 1.32 reads the v3
+documents (paths for the kind, then ``components.schemas`` with property descriptions).
 
-PATCH operations deliberately do not offer ``application/strategic-merge-patch+json``: the schemas
-here have no ``x-kubernetes-patch-merge-key``, so kubectl would compute list-replacing patches
+PATCH operations deliberately do not offer ``application/strategic-merge-patch+json``: the v3
+schemas have no ``x-kubernetes-patch-merge-key``, so kubectl would compute list-replacing patches
 from them; without it kubectl uses its own compiled-in patch strategies for built-in kinds, the
-same ones kube-apiserver publishes.
+same ones kube-apiserver publishes. kubectl 1.20 takes them from v2 whatever the operation
+offers, so the v2 definitions carry them (:data:`PATCH_STRATEGIES`).
 
 Schemas come from ``schemas/definitions.json.gz`` (made by ``scripts/gen_openapi_schemas.py`` from
 the ``kubernetes`` client's models), loaded on the first OpenAPI or validation request only.
@@ -400,8 +402,10 @@ def openapi_v2(resources: Iterable[Resource], crd_schemas: Mapping[tuple[str, st
     """``/openapi/v2`` as JSON (Swagger 2.0): every served resource, definitions named as upstream.
 
     ``crd_schemas`` maps (group, version, kind) of custom resources to their ``openAPIV3Schema``.
-    kubectl (1.20 and 1.32 alike) only asks for this document in protobuf, which is not served: answer
-    such requests 406 (kubectl then carries on as a real server without v2 would let it).
+    kubectl (1.20 and 1.32 alike) asks for this document in protobuf only: the server encodes it
+    with :mod:`cores.controlplane.openapi_v2proto`. kubectl 1.20 validates manifests and explains
+    kinds with it; 1.32 reads the PATCH operation's ``consumes`` (no strategic merge patch here, so it
+    keeps its compiled-in patch strategies).
     """
     paths: dict[str, Any] = {}
     extra: dict[str, Schema] = {}
@@ -417,10 +421,88 @@ def openapi_v2(resources: Iterable[Resource], crd_schemas: Mapping[tuple[str, st
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": SERVER_VERSION},
         "paths": dict(sorted(paths.items())),
-        "definitions": {n: _with_refs(known[n], V2_PREFIX, False) for n in closure(roots, extra)},
+        "definitions": {n: _with_refs(_v2_custom(known[n]) if n in extra else _with_patch_strategies(n, known[n]),
+                                      V2_PREFIX, False)
+                        for n in closure(roots, extra)},
         "securityDefinitions": {"BearerToken": {"type": "apiKey", "name": "authorization", "in": "header"}},
         "security": [{"BearerToken": []}],
     }
+
+
+# Patch strategies of k8s.io/api's struct tags (``patchStrategy``/``patchMergeKey``), as kube-apiserver
+# publishes them in v2: kubectl 1.20 computes apply's strategic merge patches from these (a list
+# without a merge key is replaced in the patch, and the server, which knows the keys, would then
+# merge it: a container removed from a manifest would stay). The server side is ``patch.py``.
+_CONTAINER_STRATEGIES = {"ports": ("merge", "containerPort"), "env": ("merge", "name"),
+                         "volumeMounts": ("merge", "mountPath"), "volumeDevices": ("merge", "devicePath")}
+_CONDITIONS = {"conditions": ("merge", "type")}
+PATCH_STRATEGIES: dict[str, dict[str, tuple[str, str | None]]] = {
+    OBJECT_META: {"finalizers": ("merge", None), "ownerReferences": ("merge", "uid")},
+    "io.k8s.api.core.v1.Container": _CONTAINER_STRATEGIES,
+    "io.k8s.api.core.v1.EphemeralContainer": _CONTAINER_STRATEGIES,
+    "io.k8s.api.core.v1.PodSpec": {
+        "containers": ("merge", "name"), "initContainers": ("merge", "name"), "ephemeralContainers": ("merge", "name"),
+        "volumes": ("merge,retainKeys", "name"), "imagePullSecrets": ("merge", "name"), "hostAliases": ("merge", "ip"),
+        "topologySpreadConstraints": ("merge", "topologyKey"), "resourceClaims": ("merge,retainKeys", "name"),
+        "schedulingGates": ("merge", "name")},
+    "io.k8s.api.core.v1.PodStatus": {**_CONDITIONS, "podIPs": ("merge", "ip"), "hostIPs": ("merge", "ip"),
+                                     "resourceClaimStatuses": ("merge,retainKeys", "name")},
+    "io.k8s.api.core.v1.NodeSpec": {"podCIDRs": ("merge", None)},
+    "io.k8s.api.core.v1.NodeStatus": {**_CONDITIONS, "addresses": ("merge", "type")},
+    "io.k8s.api.core.v1.NamespaceStatus": _CONDITIONS,
+    "io.k8s.api.core.v1.ServiceSpec": {"ports": ("merge", "port")},
+    "io.k8s.api.core.v1.ServiceStatus": _CONDITIONS,
+    "io.k8s.api.core.v1.ServiceAccount": {"secrets": ("merge", "name")},
+    "io.k8s.api.apps.v1.DeploymentSpec": {"strategy": ("retainKeys", None)},
+    "io.k8s.api.apps.v1.DeploymentStatus": _CONDITIONS,
+    "io.k8s.api.apps.v1.ReplicaSetStatus": _CONDITIONS,
+}
+
+
+def _with_patch_strategies(name: str, schema: Schema) -> Schema:
+    """A copy of a built-in definition with ``x-kubernetes-patch-strategy``/``-merge-key`` added (v2 only)."""
+    strategies = PATCH_STRATEGIES.get(name)
+    if not strategies or not isinstance(schema.get("properties"), dict):
+        return schema
+    properties = dict(schema["properties"])
+    for field, (strategy, key) in strategies.items():
+        if field in properties:
+            properties[field] = {**properties[field], "x-kubernetes-patch-strategy": strategy,
+                                 **({"x-kubernetes-patch-merge-key": key} if key else {})}
+    return {**schema, "properties": properties}
+
+
+def _v2_custom(schema: Any) -> Any:
+    """A custom resource's schema as kube-apiserver publishes it in v2 (apiextensions'
+    ``ToStructuralOpenAPIV2``): kubectl 1.20 validates with it and would refuse what the CRD allows.
+
+    Junctors go; a nullable value loses its type, properties and items; a value that preserves
+    unknown fields loses properties and items; an array left without items loses its type; a
+    nullable property is no longer required.
+    """
+    if isinstance(schema, list):
+        return [_v2_custom(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: v for k, v in schema.items() if k not in ("allOf", "anyOf", "oneOf", "not")}
+    if out.pop("nullable", False):
+        for key in ("type", "properties", "items"):
+            out.pop(key, None)
+    if out.get("x-kubernetes-preserve-unknown-fields") is True:
+        out.pop("properties", None)
+        out.pop("items", None)
+    if out.get("type") == "array" and "items" not in out:
+        out.pop("type")
+    properties = out.get("properties")
+    if isinstance(properties, dict):
+        nullable = {k for k, v in properties.items() if isinstance(v, dict) and v.get("nullable")}
+        if nullable and isinstance(out.get("required"), list):
+            out["required"] = [r for r in out["required"] if r not in nullable]
+        out["properties"] = {k: _v2_custom(v) for k, v in properties.items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), (dict, list)):
+            out[key] = _v2_custom(out[key])
+    return out
 
 
 def _v2_parameter(parameter: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from cores.common.config import Config
-from cores.controlplane import controllers, discovery, errors, pki, protobuf, serviceaccounts, views
+from cores.controlplane import controllers, discovery, errors, openapi_v2proto, pki, protobuf, serviceaccounts, views
 from cores.controlplane.api import Api, parse_json_body, selector_matcher
 from cores.controlplane.bootstrap import bootstrap_objects
 from cores.controlplane.registry import Registry, ResourceType
@@ -178,10 +178,13 @@ class ApiServer:
             if document is not None:
                 return respond(document)
         if path == "/openapi/v2":
-            if "json" not in request.headers.get("Accept", "application/json"):
-                # kubectl asks for the protobuf form only; without it, it goes on as with a real
-                # server that lacks v2 (it validates through /openapi/v3 and the server).
-                return web.Response(status=406, text="only application/json is served here")
+            accept = request.headers.get("Accept", "application/json")
+            if "proto-openapi.spec.v2" in accept and "application/json" not in accept:
+                # kubectl asks for the protobuf form only (1.20 validates and explains with it)
+                body = views.openapi_v2_protobuf(self.registry, await self._stored_crds())
+                return web.Response(body=body, headers={"Content-Type": openapi_v2proto.CONTENT_TYPE})
+            if "json" not in accept and "*/*" not in accept:
+                return web.Response(status=406, text="application/json or protobuf only")
             return respond(views.openapi_v2(self.registry, await self._stored_crds()))
         raise errors.path_not_found(path)
 

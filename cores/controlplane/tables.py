@@ -343,8 +343,9 @@ def _readiness_gates(spec: dict[str, Any], conditions: list[dict[str, Any]]) -> 
 def pod_cells(pod: Obj, now: datetime.datetime) -> list[Any]:
     summary = _PodSummary(pod)
     spec, status = summary.spec, summary.status
-    pod_ips = status.get("podIPs") or []
-    pod_ip = (pod_ips[0].get("ip") if pod_ips else "") or "<none>"
+    # kube-apiserver's v1 conversion fills podIPs from a lone podIP (a status written with podIP only)
+    pod_ips = status.get("podIPs") or [{"ip": status.get("podIP")}]
+    pod_ip = pod_ips[0].get("ip") or "<none>"
     return [
         _meta(pod).get("name", ""), f"{summary.ready}/{summary.total}", summary.reason, summary.restarts_cell(now),
         _age(pod, now), pod_ip, spec.get("nodeName") or "<none>", status.get("nominatedNodeName") or "<none>",

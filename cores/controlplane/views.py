@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cores.controlplane import errors, openapi, tables
+from cores.controlplane import errors, openapi, openapi_v2proto, tables
 from cores.controlplane.registry import Registry, ResourceType
 
 
@@ -109,6 +109,13 @@ def openapi_v2(registry: Registry, crds: list[dict[str, Any]]) -> dict[str, Any]
             key = (spec.get("group", ""), entry.get("name", ""), (spec.get("names") or {}).get("kind", ""))
             schemas[key] = openapi.crd_version_schema(crd, entry.get("name", ""))
     return openapi.openapi_v2(list(registry.all()), schemas)
+
+
+def openapi_v2_protobuf(registry: Registry, crds: list[dict[str, Any]]) -> bytes:
+    """``/openapi/v2`` as kubectl asks for it (gnostic protobuf), encoded once per set of served
+    resource types and CRD specs (status changes of a CRD do not change the document)."""
+    key = openapi_v2proto.cache_key([[repr(r) for r in registry.all()], [c.get("spec") for c in crds]])
+    return openapi_v2proto.encode_cached(key, lambda: openapi_v2(registry, crds))
 
 
 # field validation -----------------------------------------------------------------------------
