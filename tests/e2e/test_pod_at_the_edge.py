@@ -90,7 +90,7 @@ def test_pod_lifecycle_and_autonomy(tmp_path: Path, containerd: Any) -> None:  #
                   *machine.dirs("cloud"))
     token = machine.keadm("gettoken", "--config-dir", str(tmp_path / "cloud" / "etc")).stdout.strip()
     machine.keadm("join", "-e", f"127.0.0.1:{ws}", "-s", str(https), "-t", token, "-i", "edge-pods", "-p", containerd.endpoint,
-                  "--node-ip", "127.0.0.1", *machine.dirs("edge"))
+                  "--node-ip", "127.0.0.1", "--set", "modules.edged.reportEvent=true", *machine.dirs("edge"))
     try:
         wait(lambda: "True" in machine.kubectl("get", "node", "edge-pods", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"),
              30, "edge not Ready")
@@ -108,6 +108,11 @@ def test_pod_lifecycle_and_autonomy(tmp_path: Path, containerd: Any) -> None:  #
         before = containers(containerd.endpoint)
         assert set(before) == {"main@keeper", "main@goner"}
         check_service_account_token(machine, containerd.endpoint, before["main@keeper"])
+        # reportEvent: kubelet's events from the edge in kubectl describe, beside the scheduler's
+        wait(lambda: "Started container main" in machine.kubectl("describe", "pod", "keeper"), 15,
+             lambda: "no kubelet events: " + machine.kubectl("describe", "pod", "keeper"))
+        described = machine.kubectl("describe", "pod", "keeper")
+        assert "Scheduled" in described and "Created container: main" in described and "kubelet" in described
 
         # cloud away, EdgeCore killed and restarted: same containers, pods keep running
         cloud = Layout(machine.base / "cloud" / "etc", machine.base / "cloud" / "var", machine.base / "cloud" / "log")

@@ -49,12 +49,16 @@ class FakeCloud:
         self.deletes: list[tuple[str, Any]] = []
         self.token_requests: list[tuple[str, dict[str, Any]]] = []  # (resource, TokenRequest) asked for
         self.created_pods: list[dict[str, Any]] = []  # pods the node created: mirror pods
+        self.events: list[tuple[str, Any]] = []  # (operation, content) of the events the node reported
 
     async def start(self, ctx: Context) -> None:
         while True:
             message = await ctx.receive(self.name)
             if message.parent_msg_id:
                 continue  # acks
+            if "/event/" in message.route.resource:
+                self.events.append((message.route.operation, message.content))
+                continue  # upstream's cloud does not reply to events
             ctx.send_response(message.response(self.answer(message)))
 
     def answer(self, message: Message) -> Any:
@@ -102,6 +106,7 @@ class Edge:
         document = layouts.edgecore_document(layout, node_name=node, cloud_host="127.0.0.1", token="",
                                              node_ip="127.0.0.1", runtime_endpoint=endpoint)
         document["modules"]["edged"]["tailoredKubeletConfig"]["fileCheckFrequency"] = "1s"
+        document["modules"]["edged"]["reportEvent"] = True
         self.manifests = Path(document["modules"]["edged"]["tailoredKubeletConfig"]["staticPodPath"])
         self.config = Config(document, str(layout.edgecore_config))
         self.root = Path(document["modules"]["edged"]["rootDirectory"])
@@ -479,6 +484,20 @@ async def test_exit_1_under_always_crash_loops_with_backoff(edge: Edge) -> None:
     assert status["phase"] == "Running" and condition(status, "Ready")["status"] == "False"
     # only the latest dead instance is kept, for lastState
     assert len(await node_containers(edge.endpoint, edge.node, pod["metadata"]["uid"])) <= 2
+    # what kubectl describe shows: kubelet's events, repeats counted
+    inserted = [e for op, e in edge.cloud.events if op == "insert" and e["involvedObject"].get("uid") == pod["metadata"]["uid"]]
+    reasons = [(e["type"], e["reason"], e["message"]) for e in inserted]
+    assert reasons[:3] == [("Normal", "Pulled", f'Container image "{BUSYBOX_IMAGE}" already present on machine'),
+                           ("Normal", "Created", "Created container: main"), ("Normal", "Started", "Started container main")]
+    back_off = next(e for e in inserted if e["reason"] == "BackOff")
+    assert back_off["type"] == "Warning" and back_off["message"].startswith("Back-off restarting failed container main in pod crash_default(")
+    assert back_off["involvedObject"] == {"kind": "Pod", "namespace": "default", "name": "crash", "uid": pod["metadata"]["uid"],
+                                          "apiVersion": "v1", "fieldPath": "spec.containers{main}"}
+    assert back_off["source"] == {"component": "kubelet", "host": edge.node} and back_off["count"] == 1
+    assert back_off["metadata"]["namespace"] == "default" and back_off["metadata"]["name"].startswith("crash.")
+    assert len([r for r in reasons if r[1] == "Started"]) == 1, "a repeat is a patch of the first event, not a new one"
+    repeats = [e for op, e in edge.cloud.events if op == "patch" and e["event"]["reason"] == "Started"]
+    assert repeats and json.loads(repeats[0]["patchData"])["count"] >= 2
 
 
 async def test_restart_policies_never_and_onfailure(edge: Edge) -> None:

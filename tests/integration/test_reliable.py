@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -170,7 +171,7 @@ def test_link_cut_while_things_change(controlplane: ControlPlane, cloud: Cloud, 
         core.delete_collection_namespaced_config_map("default", label_selector="test=cut")
 
 
-def speak_as(cloud: Cloud, edge: Any, node: str, request: Any) -> Any:
+def speak_as(cloud: Cloud, edge: Any, node: str, request: Any, reply_timeout: float = 10) -> Any:
     """Send one request over the node's own mTLS link, as its EdgeCore would; the content of the cloud's reply."""
     import asyncio
     import ssl
@@ -191,7 +192,7 @@ def speak_as(cloud: Cloud, edge: Any, node: str, request: Any) -> Any:
         ) as ws:
             await ws.send(encode(request))
             while True:
-                reply = json.loads(await asyncio.wait_for(ws.recv(), scaled(10)))
+                reply = json.loads(await asyncio.wait_for(ws.recv(), scaled(reply_timeout)))
                 # ack what the cloud pushes, as an edge does: its ack queue is serial per node
                 await ws.send(encode(decode(json.dumps(reply)).response("OK")))
                 if reply["header"].get("parent_msg_id") == request.msg_id:
@@ -254,6 +255,23 @@ def test_node_restriction_for_pod_creation(controlplane: ControlPlane, cloud: Cl
             refused = create(name, node, mirror)
             assert (refused.get("Err") or {}).get("ErrStatus", {}).get("reason") == "Forbidden", (name, refused)
         assert {p.metadata.name for p in core.list_namespaced_pod("default", label_selector="test=rm").items} == {"rm-mine"}
+
+        # events: about its own pods and itself only; no reply comes back, so the listing tells
+        def report(name: str, involved: dict[str, Any]) -> None:
+            event = {"metadata": {"name": name, "namespace": "default"}, "involvedObject": involved, "reason": "Started",
+                     "message": "Started container c", "type": "Normal", "count": 1, "source": {"component": "kubelet"}}
+            request = Message.new(source="edged", group="meta", operation="insert", resource=f"default/event/{name}", content=event)
+            with contextlib.suppress(TimeoutError):
+                speak_as(cloud, edge, "rel-mirror", request, reply_timeout=1)
+
+        time.sleep(1)  # EdgeController's pod cache sees rm-mine
+        report("rm-ev-mine", {"kind": "Pod", "namespace": "default", "name": "rm-mine"})
+        report("rm-ev-node", {"kind": "Node", "name": "rel-mirror"})
+        report("rm-ev-theirs", {"kind": "Pod", "namespace": "default", "name": "someone-elses"})
+        wait_until(lambda: {"rm-ev-mine", "rm-ev-node"} <= {e.metadata.name for e in core.list_namespaced_event("default").items},
+                 10, "the node's own events were not recorded")
+        assert "rm-ev-theirs" not in {e.metadata.name for e in core.list_namespaced_event("default").items}
+        assert "node rel-mirror reported an event about an object that is not its own: dropped" in cloud.log()
     finally:
         core.delete_collection_namespaced_pod("default", label_selector="test=rm", grace_period_seconds=0)
 
@@ -320,7 +338,7 @@ def test_token_queries_and_legacy_status_updates(controlplane: ControlPlane, clo
             if not expect_reply:
                 return None
             while True:
-                reply = json.loads(await asyncio.wait_for(ws.recv(), scaled(10)))
+                reply = json.loads(await asyncio.wait_for(ws.recv(), scaled(reply_timeout)))
                 await ws.send(encode(decode(json.dumps(reply)).response("OK")))
                 if reply["header"].get("parent_msg_id") == messages[-1].msg_id:
                     return reply["content"]

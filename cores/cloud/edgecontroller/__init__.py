@@ -204,6 +204,9 @@ class EdgeController(_Downstream):
             ("patch", "podpatch"): self._patch_pod,
             ("delete", "pod"): self._delete_pod,
             ("insert", "pod"): self._create_mirror_pod,
+            ("insert", "event"): self._event,
+            ("update", "event"): self._event,
+            ("patch", "event"): self._event,
             ("update", "podstatus"): self._legacy_pod_status,
             ("update", "nodestatus"): self._legacy_node_status,
             ("query", "serviceaccounttoken"): self._service_account_token,
@@ -258,8 +261,15 @@ class EdgeController(_Downstream):
         if handler is None:
             log.debug("no handler for %s from node %s", message.describe(), node)
             return
-        allowed = (_own_mirror_pod(node, message.content) if (message.route.operation, parsed.type) == ("insert", "pod")
-                   else self._entitled(node, parsed))
+        if parsed.type == "event":
+            allowed = self._event_entitled(node, message)
+        elif (message.route.operation, parsed.type) == ("insert", "pod"):
+            allowed = _own_mirror_pod(node, message.content)
+        else:
+            allowed = self._entitled(node, parsed)
+        if not allowed and parsed.type == "event":
+            log.warning("node %s reported an event about an object that is not its own: dropped", node)
+            return
         if not allowed:
             log.warning("node %s asked for %s %s, which is not its own: refused", node, message.route.operation, resource)
             refusal = forbidden_status(node, resource)
@@ -285,6 +295,17 @@ class EdgeController(_Downstream):
             return (resource.type, f"{resource.namespace}/{resource.name}") in self._references(node)
         if resource.type == "serviceaccounttoken":
             return resource.name in self._service_accounts(node, resource.namespace)
+        return False
+
+    def _event_entitled(self, node: str, message: Message) -> bool:
+        """Events a node reports are about itself or its own pods."""
+        content = message.content if isinstance(message.content, dict) else {}
+        event = content.get("event") if message.route.operation == "patch" else content
+        involved = (event or {}).get("involvedObject") or {} if isinstance(event, dict) else {}
+        if involved.get("kind") == "Node":
+            return involved.get("name") == node
+        if involved.get("kind") == "Pod":
+            return f"{involved.get('namespace')}/{involved.get('name')}" in self.pods_by_node.get(node, set())
         return False
 
     def _service_accounts(self, node: str, namespace: str) -> set[str]:
@@ -373,6 +394,30 @@ class EdgeController(_Downstream):
         body = {**message.content, "apiVersion": "v1", "kind": "Pod"}
         created = await self.kube.request("POST", f"/api/v1/namespaces/{resource.namespace}/pods", body)
         return object_response(message, _strip_meta_type(created), None, created["metadata"].get("resourceVersion", ""))
+
+    async def _event(self, node: str, resource: ObjectResource, message: Message) -> None:
+        """kubelet's events through the edge (upstream's Create/Update/PatchWithEventNamespace); no reply."""
+        content = message.content if isinstance(message.content, dict) else {}
+        path = f"/api/v1/namespaces/{resource.namespace}/events"
+        event = content.get("event") if message.route.operation == "patch" else content
+        if not isinstance(event, dict):
+            return None
+        event = {**event, "apiVersion": "v1", "kind": "Event"}
+        event["metadata"] = {**(event.get("metadata") or {}), "namespace": resource.namespace, "name": resource.name}
+        try:
+            if message.route.operation == "patch":
+                await self.kube.request("PATCH", f"{path}/{resource.name}", json.loads(content.get("patchData") or "{}"),
+                                        content_type="application/strategic-merge-patch+json")
+            elif message.route.operation == "update":
+                await self.kube.request("PUT", f"{path}/{resource.name}", event)
+            else:
+                await self.kube.request("POST", path, event)
+        except KubeError as error:
+            if error.code == 404 and message.route.operation != "insert":
+                await self.kube.request("POST", path, event)  # the series' first event is gone: start it again
+            elif error.code != 409:
+                log.warning("event %s/%s from node %s not recorded: %s", resource.namespace, resource.name, node, error)
+        return None
 
     async def _delete_pod(self, node: str, resource: ObjectResource, message: Message) -> Message:
         options = message.content if isinstance(message.content, dict) else {"gracePeriodSeconds": 0}

@@ -69,6 +69,7 @@ class Edged:
         self.lease: dict[str, Any] | None = None
         self.logs_root = str(kubelet.get("podLogsDir") or "/var/log/pods")
         self.static_pod_path = str(kubelet.get("staticPodPath") or "")
+        self.report_events = bool(edged.get("reportEvent"))
         self.file_check_every = seconds(kubelet.get("fileCheckFrequency") or "20s") or 20.0
         self.connected = asyncio.Event()
         self.pods: PodManager | None = None
@@ -80,7 +81,8 @@ class Edged:
 
         self.cri = CriClient(self.endpoint, timeout=REQUEST_TIMEOUT)
         self.pods = PodManager(ctx, self.cri, node_name=self.node_name, node_ip=self.node_ip,
-                               root_directory=self.root_directory, logs_root=self.logs_root, request_timeout=REQUEST_TIMEOUT)
+                               root_directory=self.root_directory, logs_root=self.logs_root, request_timeout=REQUEST_TIMEOUT,
+                               report_events=self.report_events)
         tasks = [asyncio.create_task(self._presence())]
         if self.static_pod_path:
             tasks.append(asyncio.create_task(self._static_pods(), name="edged-static-pods"))
@@ -166,6 +168,8 @@ class Edged:
         self.node_uid = obj.get("metadata", {}).get("uid", "")
         self.tracker.last_reported = ""
         log.info("node %s registered (uid %s)", self.node_name, self.node_uid)
+        if self.pods is not None:
+            self.pods.events.node("Normal", "Starting", "Starting kubelet.")
 
     async def _patch_status(self, status: dict[str, Any]) -> None:
         patch = json.dumps({"status": status}, separators=(",", ":"))

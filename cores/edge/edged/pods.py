@@ -25,6 +25,7 @@ from cores.beehive import Context, Message, SyncTimeout
 from cores.edge.cri import POD_UID, CriClient, CriError, RuntimeUnavailable, api, labels_for_node
 from cores.edge.edged import podspec, static, volumes
 from cores.edge.edged.backoff import Backoff
+from cores.edge.edged.events import EventRecorder
 from cores.edge.edged.worker import PodWorker
 
 log = logging.getLogger("kubeedge.edged")
@@ -38,8 +39,9 @@ TOKEN_REFRESH_FRACTION = 0.2        # ... or once into the last 20% of its lifet
 
 class PodManager:
     def __init__(self, ctx: Context, cri: CriClient, *, node_name: str, node_ip: str, root_directory: str, logs_root: str,
-                 request_timeout: float) -> None:
+                 request_timeout: float, report_events: bool = False) -> None:
         self.ctx = ctx
+        self.events = EventRecorder(ctx, node_name, report_events)
         self.cri = cri
         self.node_name = node_name
         self.node_ip = node_ip

@@ -113,8 +113,9 @@ class ContainerProbes:
     """The probe loops of one container instance; ``on_change`` is called when a result flips."""
 
     def __init__(self, cri: CriClient, container_id: str, container: Mapping[str, Any], host_network: bool,
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[], None], on_failure: Callable[[str], None] | None = None) -> None:
         self.cri = cri
+        self.on_failure = on_failure  # each failed probe, by kind ("Liveness", "Readiness", "Startup")
         self.container_id = container_id
         self.container = container
         self.host_network = host_network
@@ -154,6 +155,8 @@ class ContainerProbes:
                 log.exception("%s of container %s failed unexpectedly", kind, self.container.get("name"))
                 ok = False
             successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
+            if not ok and self.on_failure is not None:
+                self.on_failure(kind.removesuffix("Probe").capitalize())
             if self._record(kind, ok, successes >= successes_needed, failures >= failures_needed):
                 self.on_change()
             if kind == "startupProbe" and self.started:

@@ -178,6 +178,7 @@ class PodWorker:
             for container in self._all_containers():
                 self.waiting.setdefault(container["name"], ("ContainerCreating", ""))
             log.info("pod %s waits for %s", self.key, ", ".join(missing))
+            self.manager.events.pod(self.pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {', '.join(missing)} not found")
             return False
         return True
 
@@ -299,11 +300,16 @@ class PodWorker:
     async def _watch_running(self, spec: Mapping[str, Any], container: api.Container) -> None:
         probes = self.probes.get(container.id)
         if probes is None and any(spec.get(k) for k in ("livenessProbe", "readinessProbe", "startupProbe")):
-            self.probes[container.id] = ContainerProbes(self.cri, container.id, spec, podspec.host_network(self.pod), self.wake.set)
+            name = str(spec["name"])
+            self.probes[container.id] = ContainerProbes(
+                self.cri, container.id, spec, podspec.host_network(self.pod), self.wake.set,
+                lambda kind: self.manager.events.pod(self.pod, "Warning", "Unhealthy", f"{kind} probe failed", name))
             return
         if probes and (probes.liveness_failed or probes.startup_failed):
             which = "liveness" if probes.liveness_failed else "startup"
             log.info("pod %s: container %s failed its %s probe, will be restarted", self.key, spec["name"], which)
+            self.manager.events.pod(self.pod, "Normal", "Killing", f"Container {spec['name']} failed {which} probe, will be restarted",
+                                    str(spec["name"]))
             probes.cancel()
             grace = int(spec.get(f"{which}Probe", {}).get("terminationGracePeriodSeconds") or podspec.grace_seconds(self.pod))
             await self.cri.stop_container(container.id, grace)
@@ -323,6 +329,8 @@ class PodWorker:
             delay = self.manager.backoff.delay(key)
             self.waiting[name] = ("CrashLoopBackOff", f"back-off {int(delay)}s restarting failed container={name} "
                                                       f"pod={self.name}_{self.namespace}({self.uid})")
+            self.manager.events.pod(self.pod, "Warning", "BackOff",
+                                    f"Back-off restarting failed container {name} in pod {self.name}_{self.namespace}({self.uid})", name)
             asyncio.get_running_loop().call_later(remaining + 0.05, self.wake.set)
             return
         self.manager.backoff.next(key, now)
@@ -334,6 +342,8 @@ class PodWorker:
         """The pod's spec of this container changed (a new image): stop it and start the new one at once,
         whatever the restart policy, as kubelet does."""
         log.info("pod %s: container %s definition changed, will be restarted", self.key, spec["name"])
+        self.manager.events.pod(self.pod, "Normal", "Killing", f"Container {spec['name']} definition changed, will be restarted",
+                                str(spec["name"]))
         self._stop_probes(latest.id)
         if latest.state == api.CONTAINER_RUNNING:
             grace = podspec.grace_seconds(self.pod)
@@ -368,18 +378,24 @@ class PodWorker:
         except (podspec.SpecError, ValueError) as error:
             message = error.message if isinstance(error, podspec.SpecError) else str(error)
             self.waiting[name] = ("CreateContainerConfigError", message)
+            self.manager.events.pod(self.pod, "Warning", "Failed", f"Error: {message}", name)
             return False
         await asyncio.to_thread(os.makedirs, f"{self.sandbox_config.log_directory}/{name}", exist_ok=True)
         try:
             container_id = await self.cri.create_container(self.sandbox_id, config, self.sandbox_config)
         except CriError as error:
             self.waiting[name] = ("CreateContainerError", error.message)
+            self.manager.events.pod(self.pod, "Warning", "Failed", f"Error: {error.message}", name)
             return False
         self.waiting.pop(name, None)
+        self.manager.events.pod(self.pod, "Normal", "Created", f"Created container: {name}", name)
         try:
             await self.cri.start_container(container_id)
         except CriError as error:
             log.warning("pod %s: container %s did not start: %s", self.key, name, error)
+            self.manager.events.pod(self.pod, "Warning", "Failed", f"Error: {error.message}", name)
+            return True  # it exists: the next pass starts it again or sees it exited
+        self.manager.events.pod(self.pod, "Normal", "Started", f"Started container {name}", name)
         log.info("pod %s: container %s started (%s, attempt %d)", self.key, name, container_id[:12], attempt)
         return True
 
@@ -401,21 +417,32 @@ class PodWorker:
         name, image = str(spec["name"]), str(spec.get("image") or "")
         policy = podspec.pull_policy(spec)
         present = await self.cri.image_status(image)
+        events = self.manager.events
         if policy == "Never":
             if present is None:
                 self.waiting[name] = ("ErrImageNeverPull", f'Container image "{image}" is not present with pull policy of Never')
+                events.pod(self.pod, "Warning", "ErrImageNeverPull", self.waiting[name][1], name)
                 return None
+            events.pod(self.pod, "Normal", "Pulled", f'Container image "{image}" already present on machine', name)
             return present.id
         if present is not None and policy == "IfNotPresent":
+            events.pod(self.pod, "Normal", "Pulled", f'Container image "{image}" already present on machine', name)
             return present.id
         key = f"{self.uid}/{name}/pull"
         now = asyncio.get_running_loop().time()
         if present is None and self.manager.backoff.remaining(key, now) > 0:
             self.waiting[name] = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
+            events.pod(self.pod, "Normal", "BackOff", self.waiting[name][1], name)
             return None
+        events.pod(self.pod, "Normal", "Pulling", f'Pulling image "{image}"', name)
+        pull_started = asyncio.get_running_loop().time()
         try:
-            return await self.cri.pull_image(image)
+            pulled = await self.cri.pull_image(image)
+            took = asyncio.get_running_loop().time() - pull_started
+            events.pod(self.pod, "Normal", "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s', name)
+            return pulled
         except CriError as error:
+            events.pod(self.pod, "Warning", "Failed", f'Failed to pull image "{image}": {error.message}', name)
             if present is not None:  # Always, but no registry: an edge runs what it has (autonomy)
                 log.warning("pod %s: pulling %s failed (%s); using the local image", self.key, image, error.message)
                 return present.id
@@ -430,6 +457,9 @@ class PodWorker:
         self.probes.clear()
         listed = await self.cri.list_containers(labels=self.manager.pod_labels(self.uid))
         running = [c for c in listed if c.state in (api.CONTAINER_RUNNING, api.CONTAINER_CREATED)]
+        for container in running:
+            self.manager.events.pod(self.pod, "Normal", "Killing", f"Stopping container {container.metadata.name}",
+                                    container.metadata.name)
         results = await asyncio.gather(*(self.cri.stop_container(c.id, grace) for c in running), return_exceptions=True)
         for container, result in zip(running, results):
             if isinstance(result, Exception) and not (isinstance(result, CriError) and result.not_found):

@@ -127,6 +127,11 @@ class MetaManager:
 
     async def _request(self, request: Message) -> None:
         operation = request.route.operation
+        if "/event/" in request.route.resource:
+            # events go straight to the cloud and get no reply (upstream); with the cloud away, dropped
+            if self.connected:
+                await self.ctx.send(self.settings.contextSendModule, request)
+            return
         if not self.connected:
             reply = self._local(request) if operation == "query" else not_connected(request)
             self.ctx.send_response(reply)
