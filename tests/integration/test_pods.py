@@ -460,7 +460,7 @@ async def test_termination_messages_from_the_file_and_from_the_logs(edge: Edge) 
     pod = make_pod(edge.node, "lastwords", [
         {"name": "file", "command": ["sh", "-c", "printf 'saved the world' > /dev/termination-log; exit 3"]},
         {"name": "custom", "terminationMessagePath": "/tmp/why", "command": ["sh", "-c", "echo disk full > /tmp/why; exit 0"]},
-        {"name": "logs", "terminationMessagePolicy": "FallbackToLogsOnError", "command": ["sh", "-c", "echo starting; echo oops >&2; exit 1"]},
+        {"name": "logs", "terminationMessagePolicy": "FallbackToLogsOnError", "command": ["sh", "-c", "echo starting >&2; echo oops >&2; exit 1"]},
         {"name": "quiet", "terminationMessagePolicy": "FallbackToLogsOnError", "command": ["sh", "-c", "echo fine; exit 0"]},
     ], restartPolicy="Never")
     await edge.push("insert", pod)
