@@ -255,6 +255,8 @@ class Api:
             new = objects.prepare_update(resource, change(copy.deepcopy(old)), old, subresource)
             if subresource != "status":
                 defaults.apply_defaults(resource.kind, new, on_create=False)
+            elif resource.kind == "Pod":
+                defaults.normalize_pod_status(new)
             self._validate(resource, new, old, status_only=subresource == "status")
             if objects.unchanged(new, old) or dry_run:
                 return old if objects.unchanged(new, old) else new

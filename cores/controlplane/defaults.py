@@ -436,6 +436,19 @@ _DEFAULTERS = {
 }
 
 
+def normalize_pod_status(obj: dict[str, Any]) -> None:
+    """v1 -> internal conversion of a pod's status: podIP is authoritative for older kubelets, so
+    podIPs (and likewise hostIPs) follow it when they are missing or disagree."""
+    status = obj.get("status")
+    if not isinstance(status, dict):
+        return
+    for single, plural in (("podIP", "podIPs"), ("hostIP", "hostIPs")):
+        ip = status.get(single)
+        listed = _dicts(status.get(plural))
+        if ip and (not listed or listed[0].get("ip") != ip):
+            status[plural] = [{"ip": ip}]
+
+
 def apply_defaults(kind: str, obj: dict[str, Any], *, on_create: bool = True) -> None:
     """Fill in, in place, what kube-apiserver would for `kind`; unknown kinds are left alone.
 
@@ -444,3 +457,5 @@ def apply_defaults(kind: str, obj: dict[str, Any], *, on_create: bool = True) ->
     defaulter = _DEFAULTERS.get(kind)
     if defaulter is not None:
         defaulter(obj, on_create)
+    if kind == "Pod":
+        normalize_pod_status(obj)

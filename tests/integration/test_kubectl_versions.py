@@ -196,6 +196,7 @@ def test_describe_pod_shows_its_events(kubectl_bin: str, controlplane: ControlPl
     assert described["Name"] == pod and described["Namespace"] == namespace
     assert described["Node"] == f"{node}/{NODE_IP}" and described["Status"] == "Running"
     assert described["IP"] == POD_IP
+    assert re.search(rf"^IPs:\s*\n\s+IP:\s+{re.escape(POD_IP)}\s*$", out, re.M), "podIPs follow podIP (v1 conversion)"
     assert re.search(r"^\s+Ready\s+True\s*$", out, re.M)
     header, rows = events_section(out)
     assert header == ["Type", "Reason", "Age", "From", "Message"]

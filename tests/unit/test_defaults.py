@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cores.controlplane.defaults import apply_defaults, image_tag, parse_quantity, qos_class
+from cores.controlplane.defaults import apply_defaults, image_tag, normalize_pod_status, parse_quantity, qos_class
 
 
 def pod(**spec: Any) -> dict[str, Any]:
@@ -301,3 +301,16 @@ def test_kinds_without_defaults(kind: str) -> None:
     before = copy.deepcopy(obj)
     apply_defaults(kind, obj)
     assert obj == before
+
+
+def test_pod_status_ips_follow_the_single_ip_as_conversion_does() -> None:
+    pod = {"spec": {"containers": [{"name": "c", "image": "x"}]},
+           "status": {"podIP": "10.0.0.5", "hostIP": "192.0.2.9", "hostIPs": [{"ip": "192.0.2.1"}]}}
+    normalize_pod_status(pod)
+    assert pod["status"]["podIPs"] == [{"ip": "10.0.0.5"}] and pod["status"]["hostIPs"] == [{"ip": "192.0.2.9"}]
+    dual = {"status": {"podIP": "10.0.0.5", "podIPs": [{"ip": "10.0.0.5"}, {"ip": "fd00::5"}]}}
+    normalize_pod_status(dual)
+    assert dual["status"]["podIPs"] == [{"ip": "10.0.0.5"}, {"ip": "fd00::5"}], "agreeing lists are kept whole"
+    empty = {"status": {"phase": "Pending"}}
+    normalize_pod_status(empty)
+    assert empty == {"status": {"phase": "Pending"}}
