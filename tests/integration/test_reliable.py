@@ -338,7 +338,7 @@ def test_token_queries_and_legacy_status_updates(controlplane: ControlPlane, clo
             if not expect_reply:
                 return None
             while True:
-                reply = json.loads(await asyncio.wait_for(ws.recv(), scaled(reply_timeout)))
+                reply = json.loads(await asyncio.wait_for(ws.recv(), scaled(10)))
                 await ws.send(encode(decode(json.dumps(reply)).response("OK")))
                 if reply["header"].get("parent_msg_id") == messages[-1].msg_id:
                     return reply["content"]
