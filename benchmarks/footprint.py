@@ -3,7 +3,8 @@
 It starts what it needs itself (control plane, CloudCore, a private containerd through the
 runtime helper) in a temporary directory on free ports, measures, and stops it all. Keys:
 ``edgecore_rss_idle_bytes`` (a joined EdgeCore with Edged on containerd, no pods, after it
-settled), ``edgecore_rss_10pods_bytes`` (with 10 running pods), ``edge_connect_seconds`` (from
+settled), ``edgecore_rss_10pods_bytes`` (with 10 running pods), ``edgecore_cpu_percent_idle`` and
+``edgecore_cpu_percent_10pods`` (its CPU use over 30 s, percent of one core), ``edge_connect_seconds`` (from
 ``keadm run edge`` to connected, venv), ``cloudcore_rss_idle_bytes``, ``controlplane_rss_idle_bytes``.
 The frozen-binary keys (``binary_bytes``, ``edgecore_frozen_pss_idle_bytes``,
 ``edge_connect_seconds_frozen``) are measured when ``dist/keadm`` exists, else null.
@@ -12,6 +13,7 @@ The frozen-binary keys (``binary_bytes``, ``edgecore_frozen_pss_idle_bytes``,
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -116,7 +118,8 @@ def measure(base: Path) -> dict[str, Any]:
                 result["edgecore_frozen_pss_idle_bytes"] = pss_bytes(pid)
             else:
                 result["edgecore_rss_idle_bytes"] = rss_bytes(pid)
-                result["edgecore_rss_10pods_bytes"] = with_pods(plane.kubeconfig, node, pid)
+                result["edgecore_cpu_percent_idle"] = cpu_percent(pid, 30)
+                result["edgecore_rss_10pods_bytes"], result["edgecore_cpu_percent_10pods"] = with_pods(plane.kubeconfig, node, pid)
         cloud_pid = status(cloud).pid
         plane_pid = status(plane.spec).pid
         result["cloudcore_rss_idle_bytes"] = rss_bytes(cloud_pid) if cloud_pid else None
@@ -130,7 +133,18 @@ def measure(base: Path) -> dict[str, Any]:
         runtime.stop()
 
 
-def with_pods(kubeconfig: Path, node: str, pid: int) -> int:
+def cpu_percent(pid: int, seconds: float) -> float:
+    """User + system CPU time of the process over ``seconds``, in percent of one core."""
+    def used() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = used()
+    time.sleep(seconds)
+    return round(100 * (used() - before) / seconds, 2)
+
+
+def with_pods(kubeconfig: Path, node: str, pid: int) -> tuple[int, float]:
     for index in range(10):
         kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"fp-{index}"},
@@ -140,8 +154,9 @@ def with_pods(kubeconfig: Path, node: str, pid: int) -> int:
     wait(lambda: kubectl(kubeconfig, "get", "pods", "-o", "jsonpath={.items[*].status.phase}").split().count("Running") == 10, 120)
     time.sleep(10)
     rss = rss_bytes(pid)
+    cpu = cpu_percent(pid, 30)
     kubectl(kubeconfig, "delete", "pods", "--all", "--wait", "--timeout=60s")
-    return rss
+    return rss, cpu
 
 
 def main() -> None:

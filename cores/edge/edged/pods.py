@@ -5,6 +5,10 @@ and Secret pushes) start, update and end workers. At start MetaManager replays e
 SQLite as ``insert``, so the set comes back without the cloud and each worker adopts the
 sandbox and containers already running for its uid.
 
+Like kubelet's PLEG, one node-wide relist per second (two CRI calls, whatever the number of pods)
+tells which pods' sandboxes or containers changed state and wakes only their workers; otherwise a
+worker looks at its pod every ``RESYNC_SECONDS``.
+
 Housekeeping removes what this node created (label ``kubeedge.io/node-name``) for pods it no
 longer has, once Edged has been up long enough for the replay to have arrived; sandboxes of
 other nodes sharing the containerd are never listed, so never touched.
@@ -32,6 +36,7 @@ log = logging.getLogger("kubeedge.edged")
 
 ORPHAN_GRACE_SECONDS = 30.0     # after start, before what no pod claims is removed
 HOUSEKEEPING_SECONDS = 10.0
+RELIST_SECONDS = 1.0
 OBJECT_KINDS = ("configmap", "secret")
 TOKEN_MAX_AGE_SECONDS = 24 * 3600   # kubelet renews a projected token after a day at the latest
 TOKEN_REFRESH_FRACTION = 0.2        # ... or once into the last 20% of its lifetime
@@ -56,12 +61,14 @@ class PodManager:
         self.connected = asyncio.Event()
         self.started_at = asyncio.get_running_loop().time()
         self.housekeeper = asyncio.create_task(self._housekeeping(), name="edged-housekeeping")
+        self.relister = asyncio.create_task(self._relist(), name="edged-relist")
 
     def pod_labels(self, uid: str) -> dict[str, str]:
         return {**labels_for_node(self.node_name), POD_UID: uid}
 
     async def stop(self) -> None:
         self.housekeeper.cancel()
+        self.relister.cancel()
         for worker in list(self.workers.values()):
             worker.cancel()
 
@@ -267,6 +274,30 @@ class PodManager:
                 return None
             content = content.get("Object")
         return content if isinstance(content, dict) and content.get("metadata") is not None else None
+
+    # -- runtime changes ---------------------------------------------------------------------------
+    async def _relist(self) -> None:
+        previous: dict[str, tuple[tuple[str, int], ...]] = {}
+        mine = labels_for_node(self.node_name)
+        while True:
+            await asyncio.sleep(RELIST_SECONDS)
+            try:
+                containers = await self.cri.list_containers(labels=mine)
+                sandboxes = await self.cri.list_pod_sandbox(labels=mine)
+            except CriError as error:
+                log.debug("relist: %s", error)  # node presence reports a runtime that is down
+                continue
+            except Exception:  # noqa: BLE001 - keep relisting
+                log.exception("relist failed")
+                continue
+            seen: dict[str, list[tuple[str, int]]] = {}
+            for item in [*containers, *sandboxes]:
+                seen.setdefault(item.labels.get(POD_UID, ""), []).append((item.id, int(item.state)))
+            current = {uid: tuple(sorted(states)) for uid, states in seen.items()}
+            for uid, worker in self.workers.items():
+                if current.get(uid) != previous.get(uid):
+                    worker.wake.set()
+            previous = current
 
     # -- housekeeping ------------------------------------------------------------------------------
     async def _housekeeping(self) -> None:

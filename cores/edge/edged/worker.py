@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kubeedge.edged")
 
-RESYNC_SECONDS = 1.0
+RESYNC_SECONDS = 10.0  # a worker's periodic pass; changes in the runtime wake it sooner (PodManager's relist)
 REPORT_RETRY_SECONDS = 5.0
 TERMINATION_MESSAGE_BYTES = 4096
 FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048
