@@ -472,6 +472,25 @@ async def test_termination_messages_from_the_file_and_from_the_logs(edge: Edge) 
     assert "message" not in terminated["quiet"], "logs are only the fallback after a failure"
 
 
+async def test_fs_group_owns_the_volumes_and_joins_the_containers_groups(edge: Edge) -> None:
+    secret = {"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "owned", "namespace": "default"},
+              "type": "Opaque", "data": {"password": "czNjcjN0"}}
+    await edge.push("update", secret)
+    pod = make_pod(edge.node, "fsgroup", [{"name": "main", "volumeMounts": [{"name": "sec", "mountPath": "/etc/sec"},
+                                                                           {"name": "scratch", "mountPath": "/scratch"}]}],
+                   securityContext={"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 2000, "supplementalGroups": [3000]},
+                   volumes=[{"name": "sec", "secret": {"secretName": "owned", "defaultMode": 0o400}},
+                            {"name": "scratch", "emptyDir": {}}])
+    await edge.push("insert", pod)
+    ident = cid(await edge.wait_status(pod, lambda s: container(s)["ready"], what="ready"))
+    assert (await exec_in(edge.endpoint, ident, "id", "-u")).strip() == "1000"
+    assert {"1000", "2000", "3000"} <= set((await exec_in(edge.endpoint, ident, "id", "-G")).split())
+    # mode 0400 for root alone, but group 2000 may read it: that is what fsGroup is for
+    assert (await exec_in(edge.endpoint, ident, "cat", "/etc/sec/password")) == "s3cr3t"
+    await exec_in(edge.endpoint, ident, "sh", "-c", "echo x > /scratch/made")
+    assert (await exec_in(edge.endpoint, ident, "stat", "-c", "%g", "/scratch/made")).strip() == "2000", "setgid directory"
+
+
 async def test_exit_1_under_always_crash_loops_with_backoff(edge: Edge) -> None:
     pod = make_pod(edge.node, "crash", [{"name": "main", "command": ["sh", "-c", "echo bye; exit 1"]}])
     await edge.push("insert", pod)

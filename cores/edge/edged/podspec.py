@@ -150,6 +150,8 @@ def security_context(pod: Mapping[str, Any], container: Mapping[str, Any]) -> ap
         result.run_as_user.value = int(merged["runAsUser"])
     if merged.get("runAsGroup") is not None:
         result.run_as_group.value = int(merged["runAsGroup"])
+    if pod_security.get("fsGroup") is not None:  # the group that owns the pod's volumes (see volumes.apply_fs_group)
+        result.supplemental_groups.append(int(pod_security["fsGroup"]))
     result.supplemental_groups.extend(int(g) for g in pod_security.get("supplementalGroups") or [])
     capabilities = own.get("capabilities") or {}
     if capabilities:

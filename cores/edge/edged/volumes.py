@@ -180,6 +180,31 @@ def payload(pod: Mapping[str, Any], volume: Mapping[str, Any], lookup: Lookup, h
     return files
 
 
+# -- ownership ------------------------------------------------------------------------------------
+
+FS_GROUP_KINDS = ("configMap", "secret", "emptyDir", "downwardAPI", "projected")  # hostPath is the host's own
+
+
+def fs_group(pod: Mapping[str, Any]) -> int | None:
+    value = ((pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
+    return None if value is None else int(value)
+
+
+def apply_fs_group(path: Path, gid: int, read_only: bool) -> None:
+    """kubelet's volume ownership: everything in the volume belongs to group ``gid``, readable (and
+    for writable volumes writable) by it; directories are setgid so new files stay in the group."""
+    for entry in [path, *path.rglob("*")]:
+        if entry.is_symlink():
+            continue  # the atomic writer's links; what they point at is walked itself
+        os.chown(entry, -1, gid)
+        mode = entry.stat().st_mode & 0o7777
+        if entry.is_dir():
+            mode |= 0o2050 if read_only else 0o2070
+        else:
+            mode |= 0o040 if read_only else 0o060
+        entry.chmod(mode)
+
+
 # -- writing ---------------------------------------------------------------------------------------
 
 def write_atomically(target: Path, files: Payload) -> bool:
@@ -253,6 +278,11 @@ def prepare(root: str, pod: Mapping[str, Any], lookup: Lookup, host_ip: str, pod
         else:
             log.warning("volume %s of pod %s: kind %s is not supported at the edge", volume.get("name"), uid, kind)
             continue
+        gid = fs_group(pod)
+        # an emptyDir is owned once, at creation: walking what the pod wrote there on every rewrite
+        # of another volume would cost as much as the data (kubelet's OnRootMismatch)
+        if gid is not None and kind in FS_GROUP_KINDS and not (kind == "emptyDir" and path.stat().st_gid == gid):
+            apply_fs_group(path, gid, kind in READ_ONLY_KINDS)
         paths[str(volume["name"])] = path
     return paths
 
@@ -268,8 +298,11 @@ def refresh(root: str, pod: Mapping[str, Any], lookup: Lookup, host_ip: str, pod
         if (kind, name) not in referenced_objects({"spec": {"volumes": [volume]}}):
             continue
         files = payload(pod, volume, lookup, host_ip, pod_ip)
-        if files is not None:
-            changed |= write_atomically(volume_path(root, uid, volume), files)
+        if files is not None and write_atomically(volume_path(root, uid, volume), files):
+            changed = True
+            gid = fs_group(pod)
+            if gid is not None:
+                apply_fs_group(volume_path(root, uid, volume), gid, True)
     return changed
 
 
