@@ -491,6 +491,38 @@ async def test_fs_group_owns_the_volumes_and_joins_the_containers_groups(edge: E
     assert (await exec_in(edge.endpoint, ident, "stat", "-c", "%g", "/scratch/made")).strip() == "2000", "setgid directory"
 
 
+async def test_sidecar_init_containers_run_beside_the_app(edge: Edge) -> None:
+    sidecar = {"name": "proxy", "restartPolicy": "Always", "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never",
+               "command": SERVE_FOREVER, "terminationMessagePath": "/dev/termination-log"}
+    setup = {"name": "setup", "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never", "command": ["true"],
+             "terminationMessagePath": "/dev/termination-log"}
+    pod = make_pod(edge.node, "sidecars", [{"name": "main"}], initContainers=[sidecar, setup])
+    await edge.push("insert", pod)
+    status = await edge.wait_status(pod, lambda s: s["phase"] == "Running" and condition(s, "Ready")["status"] == "True",
+                                    what="Running/Ready")
+    inits = {c["name"]: c for c in status["initContainerStatuses"]}
+    assert "running" in inits["proxy"]["state"] and inits["proxy"]["started"] and inits["proxy"]["ready"]
+    assert inits["setup"]["state"]["terminated"]["reason"] == "Completed"
+    assert condition(status, "Initialized")["status"] == "True"
+    main = cid(status)
+
+    # the sidecar exits: restarted beside the app, which keeps running
+    await exec_in(edge.endpoint, inits["proxy"]["containerID"].removeprefix("containerd://"), "kill", "-TERM", "1")
+    status = await edge.wait_status(pod, lambda s: next(c for c in s["initContainerStatuses"] if c["name"] == "proxy")["restartCount"] == 1
+                                    and "running" in next(c for c in s["initContainerStatuses"] if c["name"] == "proxy")["state"],
+                                    what="sidecar restarted")
+    assert cid(status) == main and status["phase"] == "Running"
+
+    # a finished app (restartPolicy Never) ends the pod; its sidecar is stopped
+    job = make_pod(edge.node, "sidecar-job", [{"name": "main", "command": ["sh", "-c", "sleep 1"]}],
+                   initContainers=[sidecar], restartPolicy="Never")
+    await edge.push("insert", job)
+    status = await edge.wait_status(job, lambda s: s["phase"] == "Succeeded", what="Succeeded")
+    await edge.wait_status(job, lambda s: "terminated" in s["initContainerStatuses"][0]["state"], what="sidecar stopped")
+    running = [c for c in await node_containers(edge.endpoint, edge.node, job["metadata"]["uid"]) if c.state == api.CONTAINER_RUNNING]
+    assert running == []
+
+
 async def test_exit_1_under_always_crash_loops_with_backoff(edge: Edge) -> None:
     pod = make_pod(edge.node, "crash", [{"name": "main", "command": ["sh", "-c", "echo bye; exit 1"]}])
     await edge.push("insert", pod)

@@ -180,3 +180,24 @@ def test_volume_payloads_and_references(tmp_path: Path) -> None:
     assert [(m.container_path, m.readonly) for m in mounts] == [("/cfg", True), ("/h", False)]
     with pytest.raises(podspec.SpecError):
         volumes.prepare(str(tmp_path), pod, lambda kind, name: None, "h", "p")
+
+
+def test_sidecars_gate_initialization_until_started_then_count_for_readiness() -> None:
+    pod = {"spec": {"restartPolicy": "Never"}}
+    waiting_sidecar = ContainerView(name="proxy", image="i", sidecar=True)
+    started_sidecar = ContainerView(name="proxy", image="i", state="running", started=True, ready=False, sidecar=True)
+    ready_sidecar = ContainerView(name="proxy", image="i", state="running", started=True, ready=True, sidecar=True)
+    app_waiting = ContainerView(name="main", image="i")
+    app_running = ContainerView(name="main", image="i", state="running", started=True, ready=True)
+    app_done = ContainerView(name="main", image="i", state="terminated", exit_code=0)
+    assert status.phase(pod, [waiting_sidecar], [app_waiting], True) == "Pending"
+    assert status.incomplete_init([waiting_sidecar], [app_waiting]) == ["proxy"]
+    assert status.incomplete_init([started_sidecar], [app_waiting]) == []
+    # a restarting sidecar does not send a pod whose app has run back to Pending
+    assert status.phase(pod, [waiting_sidecar], [app_running], True) == "Running"
+    conditions = status.conditions([started_sidecar], [app_running], True, "Running")
+    assert conditions["Initialized"][0] == "True" and conditions["Ready"][:2] == ("False", "ContainersNotReady")
+    assert "proxy" in conditions["Ready"][2]
+    assert status.conditions([ready_sidecar], [app_running], True, "Running")["Ready"][0] == "True"
+    # the app is done: the pod succeeds whatever its sidecar is doing
+    assert status.phase(pod, [ready_sidecar], [app_done], True) == "Succeeded"

@@ -45,6 +45,7 @@ class ContainerView:
     ready: bool = False
     started: bool = False
     last_terminated: Mapping[str, Any] | None = None
+    sidecar: bool = False           # an init container with restartPolicy Always: runs beside the app
 
     def terminated_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"containerID": f"containerd://{self.container_id}", "exitCode": self.exit_code,
@@ -85,9 +86,9 @@ def phase(pod: Mapping[str, Any], init: Sequence[ContainerView], app: Sequence[C
     """kubelet's getPhase, for the cases the edge meets."""
     policy = (pod.get("spec") or {}).get("restartPolicy") or "Always"
     for view in init:
-        if view.state == "terminated" and view.exit_code != 0 and policy == "Never":
+        if not view.sidecar and view.state == "terminated" and view.exit_code != 0 and policy == "Never":
             return "Failed"
-    if not all(v.state == "terminated" and v.exit_code == 0 for v in init):
+    if incomplete_init(init, app):
         return "Pending"
     running = stopped = succeeded = waiting = 0
     for view in app:
@@ -118,18 +119,30 @@ def terminal_phase(app: Sequence[ContainerView]) -> str:
     return "Succeeded" if all(v.state == "terminated" and v.exit_code == 0 for v in app) else "Failed"
 
 
+def app_started(app: Sequence[ContainerView]) -> bool:
+    return any(v.state != "waiting" or v.last_terminated for v in app)
+
+
+def incomplete_init(init: Sequence[ContainerView], app: Sequence[ContainerView]) -> list[str]:
+    """Init containers the pod still waits for: regular ones until they exit 0, sidecars until they
+    have started; once an app container has run, sidecars restarting no longer hold the pod back."""
+    return [v.name for v in init
+            if (v.sidecar and not (v.state == "running" and v.started) and not app_started(app))
+            or (not v.sidecar and not (v.state == "terminated" and v.exit_code == 0))]
+
+
 def conditions(init: Sequence[ContainerView], app: Sequence[ContainerView], sandbox_ready: bool,
                pod_phase: str) -> dict[str, tuple[str, str, str]]:
     """type -> (status, reason, message)."""
     completed = pod_phase in ("Succeeded", "Failed")
-    pending_init = [v.name for v in init if not (v.state == "terminated" and v.exit_code == 0)]
+    pending_init = incomplete_init(init, app)
     if completed and pod_phase == "Succeeded":
         initialized = ("True", "PodCompleted", "")
     elif pending_init:
         initialized = ("False", "ContainersNotInitialized", f"containers with incomplete status: [{' '.join(pending_init)}]")
     else:
         initialized = ("True", "", "")
-    unready = [v.name for v in app if not v.ready]
+    unready = [v.name for v in [*(v for v in init if v.sidecar), *app] if not v.ready]
     if completed and pod_phase == "Succeeded":
         ready = ("False", "PodCompleted", "")
     elif pending_init and not unready:

@@ -15,6 +15,7 @@ uid precondition); the cloud's ``delete`` push then removes everything made for 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping
@@ -56,6 +57,8 @@ class PodWorker:
         self.terminated = False                # containers stopped for deletion
         self.delete_requested = False
         self.next_delete_request = 0.0         # loop time of the next delete request while the cloud refuses
+        self.app_ran = False                   # an app container has existed: sidecars no longer gate it
+        self.app_done = False                  # every app container exited for good (policy Never/OnFailure)
         self.volumes_dirty = True
         self.volume_paths: dict[str, Path] = {}
         self.objects: dict[tuple[str, str], dict[str, Any] | None] = {}
@@ -261,6 +264,10 @@ class PodWorker:
         for spec in (self.pod.get("spec") or {}).get("initContainers") or []:
             mine = instances.get(spec["name"], [])
             latest = mine[-1] if mine else None
+            if _is_sidecar(spec):
+                if not await self._run_sidecar(spec, latest, mine):
+                    return False
+                continue
             if latest is None:
                 await self._start(spec, 0)
                 return False
@@ -277,12 +284,45 @@ class PodWorker:
             return False
         return True
 
+    async def _run_sidecar(self, spec: Mapping[str, Any], latest: api.Container | None, mine: list[api.Container]) -> bool:
+        """A sidecar (init container with restartPolicy Always): started in its turn, then kept running
+        beside the app, restarted whatever the pod's policy, until the app is done. True: go on."""
+        if self.app_done:
+            if latest is not None and latest.state == api.CONTAINER_RUNNING:
+                self._stop_probes(latest.id)
+                await self.cri.stop_container(latest.id, podspec.grace_seconds(self.pod))
+            return True
+        if latest is None:
+            await self._start(spec, 0)
+            return False
+        if latest.state == api.CONTAINER_CREATED:
+            await self._start_existing(latest)
+            return False
+        if _outdated(latest, spec):
+            await self._replace(spec, latest, mine)
+            return False
+        if latest.state == api.CONTAINER_RUNNING:
+            await self._watch_running(spec, latest)
+            probes = self.probes.get(latest.id)
+            return self.app_ran or (probes.started if probes else not spec.get("startupProbe"))
+        self._stop_probes(latest.id)
+        await self._restart(spec, latest, mine)
+        return self.app_ran
+
     async def _run_app_containers(self) -> None:
         instances = await self._instances()
         policy = (self.pod.get("spec") or {}).get("restartPolicy") or "Always"
+        finished = 0
         for spec in (self.pod.get("spec") or {}).get("containers") or []:
             mine = instances.get(spec["name"], [])
             latest = mine[-1] if mine else None
+            if latest is not None:
+                self.app_ran = True
+            if latest is not None and latest.state == api.CONTAINER_EXITED and not _outdated(latest, spec):
+                exit_code = (await self.cri.container_status(latest.id)).status.exit_code
+                if policy == "Never" or (policy == "OnFailure" and exit_code == 0):
+                    finished += 1
+                    continue
             if latest is None:
                 await self._start(spec, 0)
             elif latest.state == api.CONTAINER_CREATED:
@@ -296,6 +336,10 @@ class PodWorker:
                 self._stop_probes(latest.id)
                 if policy == "Always" or (policy == "OnFailure" and status.exit_code != 0):
                     await self._restart(spec, latest, mine)
+        containers = (self.pod.get("spec") or {}).get("containers") or []
+        if containers and finished == len(containers) and not self.app_done:
+            self.app_done = True  # the app is done for good: its sidecars are stopped now
+            self.wake.set()
 
     async def _watch_running(self, spec: Mapping[str, Any], container: api.Container) -> None:
         probes = self.probes.get(container.id)
@@ -535,7 +579,8 @@ class PodWorker:
             sandbox_ready = bool(found) and found[0].state == api.SANDBOX_READY
             if found:
                 instances = await self._instances()
-        init = [await self._view(c, instances.get(c["name"], [])) for c in spec.get("initContainers") or []]
+        init = [dataclasses.replace(await self._view(c, instances.get(c["name"], [])), sidecar=_is_sidecar(c))
+                for c in spec.get("initContainers") or []]
         app = [await self._view(c, instances.get(c["name"], [])) for c in spec.get("containers") or []]
         phase = terminal_phase(app) if final and self.terminated else None
         return self.tracker.build(self.pod, init, app, sandbox_ready and not final, self.manager.node_ip, self.pod_ip, phase)
@@ -598,6 +643,10 @@ class PodWorker:
                 continue
             self.tracker.reported(status)
             log.info("pod %s: status reported (%s)", self.key, status.get("phase"))
+
+
+def _is_sidecar(spec: Mapping[str, Any]) -> bool:
+    return spec.get("restartPolicy") == "Always"
 
 
 def _outdated(container: api.Container, spec: Mapping[str, Any]) -> bool:
