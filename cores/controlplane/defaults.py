@@ -22,6 +22,7 @@ from typing import Any
 DEFAULT_TOLERATION_SECONDS = 300
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"  # a static pod's mirror, created by its node
 # Built-in PriorityClasses (scheduling/v1 SystemPriorityClasses); anything else is the server's.
 SYSTEM_PRIORITIES = {"system-node-critical": 2000001000, "system-cluster-critical": 2000000000}
 _VOLUME_MODE_DEFAULT = 0o644  # "DefaultMode ... Defaults to 0644" (420 in JSON)
@@ -274,10 +275,12 @@ def _apply_default_tolerations(spec: dict[str, Any]) -> None:
     spec["tolerations"] = tolerations
 
 
-def _apply_pod_admission_defaults(spec: dict[str, Any]) -> None:
-    # ServiceAccount admission names the "default" account; v1 mirrors it in the deprecated field.
-    _set_default(spec, "serviceAccountName", spec.get("serviceAccount") or "default")
-    _set_default(spec, "serviceAccount", spec["serviceAccountName"])
+def _apply_pod_admission_defaults(spec: dict[str, Any], mirror: bool = False) -> None:
+    # ServiceAccount admission names the "default" account (never for a mirror pod, whose spec must
+    # stay as its node wrote it); v1 mirrors it in the deprecated field.
+    if not mirror:
+        _set_default(spec, "serviceAccountName", spec.get("serviceAccount") or "default")
+        _set_default(spec, "serviceAccount", spec["serviceAccountName"])
     # Priority admission resolves the class name (none: priority 0, PreemptLowerPriority).
     if spec.get("priority") is None:
         spec["priority"] = SYSTEM_PRIORITIES.get(spec.get("priorityClassName") or "", 0)
@@ -296,7 +299,7 @@ def apply_pod_defaults(pod: dict[str, Any], on_create: bool = True) -> None:
     if spec.get("enableServiceLinks") is None:
         spec["enableServiceLinks"] = True
     apply_pod_spec_defaults(spec)
-    _apply_pod_admission_defaults(spec)
+    _apply_pod_admission_defaults(spec, MIRROR_ANNOTATION in (_child(pod, "metadata").get("annotations") or {}))
     if on_create:
         # Pod strategy PrepareForCreate: a new pod is Pending with its QoS class computed.
         status = _child(pod, "status")

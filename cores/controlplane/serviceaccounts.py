@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cores.controlplane import errors, objects
+from cores.controlplane.defaults import MIRROR_ANNOTATION
 from cores.controlplane.objects import meta
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 PROJECTED_TOKEN_SECONDS = 3607  # kube-apiserver's default for the kube-api-access volume
 SERVICE_ACCOUNT_GROUP = "system:serviceaccounts"
 AUTHENTICATED_GROUP = "system:authenticated"
-MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 _USER_PREFIX = "system:serviceaccount:"
 
 

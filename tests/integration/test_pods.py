@@ -365,6 +365,25 @@ async def test_projected_service_account_token_bound_to_the_pod_and_renewed(edge
     assert cid(edge.status(pod)) == ident and container(edge.status(pod))["restartCount"] == 0
 
 
+async def test_an_expired_token_with_the_cloud_away_holds_nothing_up(edge: Edge) -> None:
+    pod = make_pod(edge.node, "offline-token", [{"name": "main", "volumeMounts": [{"name": "api", "mountPath": "/var/run/api"}]}],
+                   volumes=[{"name": "api", "projected": {"sources": [{"serviceAccountToken": {"path": "token", "expirationSeconds": 4}}]}}])
+    await edge.push("insert", pod)
+    ident = cid(await edge.wait_status(pod, lambda s: container(s)["ready"], what="ready"))
+    await edge.set_connected(False)
+    await asyncio.sleep(6)  # the token has expired and cannot be renewed
+    await exec_in(edge.endpoint, ident, "kill", "-TERM", "1")  # exits 0; restartPolicy Always restarts it
+    deadline = asyncio.get_running_loop().time() + scaled(20)
+    while True:
+        running = [c for c in await node_containers(edge.endpoint, edge.node, pod["metadata"]["uid"])
+                   if c.state == api.CONTAINER_RUNNING and c.metadata.name == "main"]
+        if running and running[0].id != ident:
+            break
+        assert asyncio.get_running_loop().time() < deadline, "the container was not restarted while the token could not be renewed"
+        await asyncio.sleep(0.3)
+    assert (await exec_in(edge.endpoint, running[0].id, "cat", "/var/run/api/token")).startswith("token-"), "the last token stays mounted"
+
+
 async def test_static_pod_runs_from_its_manifest_and_shows_as_a_mirror_pod(edge: Edge) -> None:
     node = edge.node
     manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},

@@ -75,3 +75,12 @@ def test_mirror_pod_has_no_uid_carries_the_hash_and_is_owned_by_the_node() -> No
     assert mirror["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Node", "name": "edge-1",
                                                       "uid": "node-uid-1", "controller": True}]
     assert static.is_mirror(mirror) and "uid" in pod["metadata"], "the static pod itself is unchanged"
+
+
+def test_a_manifest_of_the_wrong_shape_is_named_not_fatal(tmp_path: Path) -> None:
+    (tmp_path / "a-good.yaml").write_text(json.dumps(MANIFEST))
+    (tmp_path / "b-list.yaml").write_text("kind: Pod\napiVersion: v1\nmetadata: {name: x}\nspec: {containers: [{name: c, image: i}], tolerations: [oops]}\n")
+    (tmp_path / "c-meta.yaml").write_text("kind: Pod\napiVersion: v1\nmetadata: x\n")
+    pods, errors = static.read_manifests(tmp_path, "edge-1")
+    assert [p["metadata"]["name"] for p in pods.values()] == ["web-edge-1"]
+    assert set(errors) == {str(tmp_path / "b-list.yaml"), str(tmp_path / "c-meta.yaml")}

@@ -25,6 +25,9 @@ from cores.cloud.kube import Kube, KubeError
 from cores.common.config import Config
 from cores.common.resource import ObjectResource, ResourceError, add_node_prefix, parse_object, split_node_prefix
 
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"  # a static pod's mirror, created by its node
+EVENT_REPEAT_FIELDS = {"count", "lastTimestamp", "message", "series"}  # what kubelet's patch of a repeated event sets
+
 log = logging.getLogger("kubeedge.edgecontroller")
 
 Handler = Callable[[str, ObjectResource, Message], Awaitable[Message | None]]
@@ -55,15 +58,32 @@ def _strip_meta_type(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
 
 
-def _own_mirror_pod(node: str, pod: Any) -> bool:
-    """NodeRestriction for pod creation: a mirror pod bound to the node itself, owned by nothing but that Node."""
+def _mirror_pod_refusal(node: str, node_uid: str, pod: Any) -> str:
+    """NodeRestriction for pod creation (upstream's ``admitPodCreate``): why the node may not create
+    this pod, or "" for a mirror pod of its own that reaches nothing through the API (no service
+    account, ConfigMap, Secret or claim), at most owned by the node itself."""
     if not isinstance(pod, dict):
-        return False
-    meta = pod.get("metadata") or {}
+        return "not a pod"
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    if MIRROR_ANNOTATION not in (meta.get("annotations") or {}):
+        return "only mirror pods may be created by a node"
+    if spec.get("nodeName") != node:
+        return "a node may only create mirror pods bound to itself"
+    if spec.get("serviceAccountName") or spec.get("serviceAccount"):
+        return "a mirror pod may not reference a service account"
+    if any(True for _ in downstream.referenced(pod)) or any(
+            "persistentVolumeClaim" in v or "ephemeral" in v or any("serviceAccountToken" in s for s in (v.get("projected") or {}).get("sources") or [])
+            for v in spec.get("volumes") or []):
+        return "a mirror pod may not reference secrets, configmaps, service account tokens or persistent volume claims"
     owners = meta.get("ownerReferences") or []
-    return ("kubernetes.io/config.mirror" in (meta.get("annotations") or {})
-            and (pod.get("spec") or {}).get("nodeName") == node
-            and all(o.get("kind") == "Node" and o.get("name") == node for o in owners))
+    if len(owners) > 1 or any((o.get("apiVersion"), o.get("kind"), o.get("name")) != ("v1", "Node", node)
+                              or o.get("controller") is not True or (node_uid and o.get("uid") != node_uid) for o in owners):
+        return "a mirror pod may only be owned by its node"
+    return ""
+
+
+def _is_mirror(pod: dict[str, Any]) -> bool:
+    return MIRROR_ANNOTATION in ((pod.get("metadata") or {}).get("annotations") or {})
 
 
 async def _ignore(event: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
@@ -264,7 +284,12 @@ class EdgeController(_Downstream):
         if parsed.type == "event":
             allowed = self._event_entitled(node, message)
         elif (message.route.operation, parsed.type) == ("insert", "pod"):
-            allowed = _own_mirror_pod(node, message.content)
+            node_uid = ((self.informers["nodes"].cache.get(node) or {}).get("metadata") or {}).get("uid", "") \
+                if "nodes" in self.informers else ""
+            refusal = _mirror_pod_refusal(node, node_uid, message.content)
+            if refusal:
+                log.warning("node %s may not create pod %s: %s", node, resource, refusal)
+            allowed = not refusal
         else:
             allowed = self._entitled(node, parsed)
         if not allowed and parsed.type == "event":
@@ -298,14 +323,26 @@ class EdgeController(_Downstream):
         return False
 
     def _event_entitled(self, node: str, message: Message) -> bool:
-        """Events a node reports are about itself or its own pods."""
+        """Events a node reports are about itself (namespace default, as kubelet files them) or its own
+        pods (in the pod's namespace); a repeat may only change the count, time and message."""
         content = message.content if isinstance(message.content, dict) else {}
         event = content.get("event") if message.route.operation == "patch" else content
-        involved = (event or {}).get("involvedObject") or {} if isinstance(event, dict) else {}
+        if not isinstance(event, dict):
+            return False
+        involved = event.get("involvedObject") or {}
+        namespace = parse_object(split_node_prefix(message.route.resource)[1]).namespace
+        if message.route.operation == "patch":
+            try:
+                changes = json.loads(content.get("patchData") or "{}")
+            except (TypeError, ValueError):
+                return False
+            if not isinstance(changes, dict) or not set(changes) <= EVENT_REPEAT_FIELDS:
+                return False
         if involved.get("kind") == "Node":
-            return involved.get("name") == node
+            return involved.get("name") == node and namespace == "default"
         if involved.get("kind") == "Pod":
-            return f"{involved.get('namespace')}/{involved.get('name')}" in self.pods_by_node.get(node, set())
+            return (namespace == involved.get("namespace")
+                    and f"{involved.get('namespace')}/{involved.get('name')}" in self.pods_by_node.get(node, set()))
         return False
 
     def _service_accounts(self, node: str, namespace: str) -> set[str]:
@@ -313,7 +350,7 @@ class EdgeController(_Downstream):
         found: set[str] = set()
         for key in self.pods_by_node.get(node, set()):
             pod = pods.get(key)
-            if pod is not None and pod["metadata"]["namespace"] == namespace:
+            if pod is not None and pod["metadata"]["namespace"] == namespace and not _is_mirror(pod):
                 found |= downstream.service_accounts(pod)
         return found
 
@@ -322,8 +359,8 @@ class EdgeController(_Downstream):
         found: set[tuple[str, str]] = set()
         for key in self.pods_by_node.get(node, set()):
             pod = pods.get(key)
-            if pod is None:
-                continue
+            if pod is None or _is_mirror(pod):
+                continue  # a mirror pod reaches nothing (see _mirror_pod_refusal)
             namespace = pod["metadata"]["namespace"]
             found.update((kind, f"{namespace}/{name}") for kind, name in downstream.referenced(pod) if name)
         return found
@@ -404,7 +441,13 @@ class EdgeController(_Downstream):
             return None
         event = {**event, "apiVersion": "v1", "kind": "Event"}
         event["metadata"] = {**(event.get("metadata") or {}), "namespace": resource.namespace, "name": resource.name}
+        event["source"] = {**(event.get("source") or {}), "host": node}  # it comes from this node, whatever it says
         try:
+            if message.route.operation != "insert":
+                existing = await self.kube.request("GET", f"{path}/{resource.name}")
+                if (existing.get("source") or {}).get("host") != node:
+                    log.warning("node %s may not change event %s/%s of another source: dropped", node, resource.namespace, resource.name)
+                    return None
             if message.route.operation == "patch":
                 await self.kube.request("PATCH", f"{path}/{resource.name}", json.loads(content.get("patchData") or "{}"),
                                         content_type="application/strategic-merge-patch+json")
@@ -414,7 +457,10 @@ class EdgeController(_Downstream):
                 await self.kube.request("POST", path, event)
         except KubeError as error:
             if error.code == 404 and message.route.operation != "insert":
-                await self.kube.request("POST", path, event)  # the series' first event is gone: start it again
+                try:
+                    await self.kube.request("POST", path, event)  # the series' first event is gone: start it again
+                except KubeError as again:
+                    log.warning("event %s/%s from node %s not recorded: %s", resource.namespace, resource.name, node, again)
             elif error.code != 409:
                 log.warning("event %s/%s from node %s not recorded: %s", resource.namespace, resource.name, node, error)
         return None

@@ -21,7 +21,7 @@ import datetime
 import json
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ RELIST_SECONDS = 1.0
 OBJECT_KINDS = ("configmap", "secret")
 TOKEN_MAX_AGE_SECONDS = 24 * 3600   # kubelet renews a projected token after a day at the latest
 TOKEN_REFRESH_FRACTION = 0.2        # ... or once into the last 20% of its lifetime
+MIRROR_RETRY_SECONDS = 30
+TOKEN_RETRY_SECONDS = 10.0          # between renewal attempts that brought nothing newer
 
 
 class PodManager:
@@ -57,7 +59,10 @@ class PodManager:
         self.workers: dict[str, PodWorker] = {}             # uid -> worker
         self.objects: dict[str, dict[str, Any]] = {}        # "<ns>/<kind>/<name>" -> ConfigMap/Secret
         self.tokens: dict[tuple[str, str], dict[str, Any]] = {}  # (pod uid, token key) -> issued TokenRequest
+        self.renewals: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.next_renewal: dict[tuple[str, str], float] = {}     # loop time before which no renewal is tried again
         self.mirrors: dict[str, dict[str, Any]] = {}        # "<ns>/<name>" -> mirror pod of a static pod, as the cloud has it
+        self.mirror_retry: dict[str, float] = {}            # static pod uid -> loop time of the next creation after a refusal
         self.connected = asyncio.Event()
         self.started_at = asyncio.get_running_loop().time()
         self.housekeeper = asyncio.create_task(self._housekeeping(), name="edged-housekeeping")
@@ -69,6 +74,8 @@ class PodManager:
     async def stop(self) -> None:
         self.housekeeper.cancel()
         self.relister.cancel()
+        for renewal in self.renewals.values():
+            renewal.cancel()
         for worker in list(self.workers.values()):
             worker.cancel()
 
@@ -134,6 +141,10 @@ class PodManager:
 
     def _mirror(self, operation: str, key: str, pod: dict[str, Any]) -> None:
         if operation == "delete":
+            known = (self.mirrors.get(key) or {}).get("metadata", {}).get("uid")
+            gone = (pod.get("metadata") or {}).get("uid")
+            if gone and known and gone != known:
+                return  # a late delete of the mirror this one replaced
             self.mirrors.pop(key, None)
         else:
             self.mirrors[key] = pod
@@ -162,8 +173,9 @@ class PodManager:
             if not current or (mirror.get("metadata") or {}).get("deletionTimestamp"):
                 # as kubelet: a mirror being deleted goes at once (grace 0), to be created afresh
                 await self._delete_mirror(key, mirror)
+        now = asyncio.get_running_loop().time()
         for key, worker in wanted.items():
-            if key not in self.mirrors:
+            if key not in self.mirrors and now >= self.mirror_retry.get(worker.uid, 0.0):
                 await self._create_mirror(worker, node_uid)
 
     async def _create_mirror(self, worker: PodWorker, node_uid: str) -> None:
@@ -173,14 +185,19 @@ class PodManager:
             log.info("static pod %s: mirror pod created (uid %s)", worker.key, (obj.get("metadata") or {}).get("uid"))
             self._mirror("insert", worker.key, obj)
         elif (error.get("ErrStatus") or {}).get("reason") != "AlreadyExists":
-            log.warning("static pod %s: mirror pod not created: %s", worker.key, (error.get("ErrStatus") or {}).get("message") or error)
+            # refused (a manifest naming a service account, say): the pod runs here all the same
+            self.mirror_retry[worker.uid] = asyncio.get_running_loop().time() + MIRROR_RETRY_SECONDS
+            log.warning("static pod %s: mirror pod not created (next try in %ds): %s", worker.key, MIRROR_RETRY_SECONDS,
+                        (error.get("ErrStatus") or {}).get("message") or error)
 
     async def _delete_mirror(self, key: str, mirror: dict[str, Any]) -> None:
         namespace, name = key.split("/", 1)
         uid = (mirror.get("metadata") or {}).get("uid")
         obj, error = await self._send("delete", f"{namespace}/pod/{name}", {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}})
-        if not error:
-            log.info("mirror pod %s (%s) deleted: its static pod is gone or changed", key, uid)
+        reason = (error.get("ErrStatus") or {}).get("reason")
+        if not error or reason in ("NotFound", "Conflict", "Forbidden"):
+            # gone, replaced, or no longer this node's to delete: in any case not ours to wait for
+            log.info("mirror pod %s (%s) deleted: its static pod is gone or changed%s", key, uid, f" ({reason})" if reason else "")
             self._mirror("delete", key, mirror)
 
     async def _send(self, operation: str, resource: str, content: Any) -> tuple[Any, dict[str, Any]]:
@@ -210,8 +227,13 @@ class PodManager:
     def forget(self, worker: PodWorker) -> None:
         if self.workers.get(worker.uid) is worker:
             del self.workers[worker.uid]
-            for key in [key for key in self.tokens if key[0] == worker.uid]:
-                del self.tokens[key]
+            self.mirror_retry.pop(worker.uid, None)
+            for key in [key for key in {*self.tokens, *self.renewals, *self.next_renewal} if key[0] == worker.uid]:
+                self.tokens.pop(key, None)
+                self.next_renewal.pop(key, None)
+                renewal = self.renewals.pop(key, None)
+                if renewal is not None:
+                    renewal.cancel()
 
     # -- ConfigMaps and Secrets --------------------------------------------------------------------
     async def fetch_objects(self, namespace: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any] | None]:
@@ -226,30 +248,49 @@ class PodManager:
         return found
 
     # -- projected service account tokens --------------------------------------------------------
-    async def service_account_tokens(self, pod: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any] | None]:
-        """("serviceaccounttoken", token key) -> the pod's issued TokenRequest, renewed as kubelet does.
+    async def service_account_tokens(self, pod: dict[str, Any], wake: Callable[[], None]
+                                     ) -> dict[tuple[str, str], dict[str, Any] | None]:
+        """("serviceaccounttoken", token key) -> the pod's issued TokenRequest.
 
-        A token due for renewal that cannot be renewed (the cloud is away) is kept while it is valid.
+        Only a pod's first mount waits for its token. Renewal (as kubelet: older than a day, or in
+        the last 20% of its life) runs aside and calls ``wake`` when a newer token came; until then,
+        and with the cloud away for as long as it takes, the pod keeps the token it has, expired or
+        not, so nothing it runs is held up. An edge restarted with the cloud away gets the last
+        token from MetaManager's store.
         """
         namespace, name = podspec.pod_key(pod).split("/", 1)
         account = str((pod.get("spec") or {}).get("serviceAccountName") or "default")
         uid = podspec.pod_uid(pod)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        resource = f"{namespace}/serviceaccounttoken/{account}"
         found: dict[tuple[str, str], dict[str, Any] | None] = {}
         for source in volumes.token_sources(pod):
-            key = volumes.token_key(source)
-            issued = self.tokens.get((uid, key))
-            if issued is None or _token_due(issued, now):
-                fresh = await self._query(f"{namespace}/serviceaccounttoken/{account}", volumes.token_request(pod, source))
-                if fresh is not None and _token_expiry(fresh) is not None and not _token_expired(fresh, now):
-                    issued = self.tokens[(uid, key)] = fresh
-                    log.info("pod %s/%s: service account token for %s issued until %s", namespace, name, account,
+            key = (uid, volumes.token_key(source))
+            issued = self.tokens.get(key)
+            if issued is None:
+                fresh = await self._query(resource, volumes.token_request(pod, source))
+                if fresh is not None and _token_expiry(fresh) is not None:
+                    issued = self.tokens[key] = fresh
+                    log.info("pod %s/%s: service account token for %s, valid until %s", namespace, name, account,
                              (fresh.get("status") or {}).get("expirationTimestamp"))
-                elif issued is not None and _token_expired(issued, now):
-                    issued = None
-                    del self.tokens[(uid, key)]
-            found[("serviceaccounttoken", key)] = issued
+            elif _token_due(issued, datetime.datetime.now(datetime.timezone.utc)) and key not in self.renewals:
+                now = asyncio.get_running_loop().time()
+                if now >= self.next_renewal.get(key, 0.0):
+                    self.next_renewal[key] = now + TOKEN_RETRY_SECONDS
+                    self.renewals[key] = asyncio.create_task(self._renew_token(key, resource, volumes.token_request(pod, source), wake))
+            found[("serviceaccounttoken", key[1])] = issued
         return found
+
+    async def _renew_token(self, key: tuple[str, str], resource: str, request: dict[str, Any], wake: Callable[[], None]) -> None:
+        try:
+            fresh = await self._query(resource, request)
+            current = self.tokens.get(key)
+            expiry = _token_expiry(fresh) if fresh is not None else None
+            if expiry is not None and current is not None and expiry > (_token_expiry(current) or expiry):
+                self.tokens[key] = fresh  # type: ignore[assignment]
+                log.info("%s: token renewed, valid until %s", resource, (fresh or {}).get("status", {}).get("expirationTimestamp"))
+                wake()
+        finally:
+            self.renewals.pop(key, None)
 
     async def _query(self, resource: str, content: Any = None) -> dict[str, Any] | None:
         message = Message.new(source="edged", group="meta", operation="query", resource=resource, content=content)
@@ -354,11 +395,6 @@ def _token_expiry(issued: dict[str, Any]) -> datetime.datetime | None:
         return datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
     except ValueError:
         return None
-
-
-def _token_expired(issued: dict[str, Any], now: datetime.datetime) -> bool:
-    expiry = _token_expiry(issued)
-    return expiry is None or now >= expiry
 
 
 def _token_due(issued: dict[str, Any], now: datetime.datetime) -> bool:

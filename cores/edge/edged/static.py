@@ -116,7 +116,8 @@ def read_manifests(directory: Path, node_name: str) -> tuple[dict[str, dict[str,
             if len(documents) != 1:
                 raise ManifestError(f"{len(documents)} documents; a static pod manifest holds exactly one Pod")
             pod = static_pod(documents[0], str(path), node_name)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, ManifestError) as error:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, ManifestError, AttributeError, TypeError, ValueError) as error:
+            # one bad file (a list where a mapping belongs, ...) is named and skipped; the others run
             errors[str(path)] = str(error).splitlines()[0] if str(error) else type(error).__name__
             continue
         pods[pod["metadata"]["uid"]] = pod

@@ -152,6 +152,8 @@ class PodWorker:
             if not self.delete_requested and now >= self.next_delete_request:
                 self.next_delete_request = now + REPORT_RETRY_SECONDS
                 await self._request_delete()
+                if not self.delete_requested:
+                    asyncio.get_running_loop().call_later(REPORT_RETRY_SECONDS, self.wake.set)
             return False
         if not await self._fetch_objects():
             await self._publish(await self._observe())
@@ -170,7 +172,7 @@ class PodWorker:
     async def _fetch_objects(self) -> bool:
         wanted = volumes.referenced_objects(self.pod)
         found = await self.manager.fetch_objects(self.namespace, wanted)
-        tokens = await self.manager.service_account_tokens(self.pod)
+        tokens = await self.manager.service_account_tokens(self.pod, self.wake.set)
         if any(self.objects.get(key) is not token for key, token in tokens.items()):
             self.volumes_dirty = True  # a token issued or renewed: rewrite the projected volume
         found.update(tokens)
@@ -295,11 +297,11 @@ class PodWorker:
         if latest is None:
             await self._start(spec, 0)
             return False
-        if latest.state == api.CONTAINER_CREATED:
-            await self._start_existing(latest)
-            return False
         if _outdated(latest, spec):
             await self._replace(spec, latest, mine)
+            return False
+        if latest.state == api.CONTAINER_CREATED:
+            await self._start_existing(latest)
             return False
         if latest.state == api.CONTAINER_RUNNING:
             await self._watch_running(spec, latest)
@@ -325,10 +327,10 @@ class PodWorker:
                     continue
             if latest is None:
                 await self._start(spec, 0)
-            elif latest.state == api.CONTAINER_CREATED:
-                await self._start_existing(latest)
             elif _outdated(latest, spec):
                 await self._replace(spec, latest, mine)
+            elif latest.state == api.CONTAINER_CREATED:
+                await self._start_existing(latest)
             elif latest.state == api.CONTAINER_RUNNING:
                 await self._watch_running(spec, latest)
             else:
@@ -380,7 +382,7 @@ class PodWorker:
         self.manager.backoff.next(key, now)
         if await self._start(spec, _attempt(latest) + 1):
             for old in instances[:-1]:  # keep the last dead one: it is the lastState
-                await self._remove_container(old.id)
+                await self._remove_instance(old)
 
     async def _replace(self, spec: Mapping[str, Any], latest: api.Container, instances: list[api.Container]) -> None:
         """The pod's spec of this container changed (a new image): stop it and start the new one at once,
@@ -394,8 +396,13 @@ class PodWorker:
             await self.cri.stop_container(latest.id, grace)
         self.waiting.pop(str(spec["name"]), None)
         if await self._start(spec, _attempt(latest) + 1):
-            for old in instances[:-1]:
-                await self._remove_container(old.id)
+            for old in instances[:-1] if latest.state != api.CONTAINER_CREATED else instances:
+                await self._remove_instance(old)
+
+    async def _remove_instance(self, container: api.Container) -> None:
+        """An old instance of a container, and the termination-message file of its attempt."""
+        await self._remove_container(container.id)
+        await asyncio.to_thread(self._termination_file(container.metadata.name, _attempt(container)).unlink, True)
 
     async def _start_existing(self, container: api.Container) -> None:
         try:
@@ -474,7 +481,9 @@ class PodWorker:
             return present.id
         key = f"{self.uid}/{name}/pull"
         now = asyncio.get_running_loop().time()
-        if present is None and self.manager.backoff.remaining(key, now) > 0:
+        remaining = self.manager.backoff.remaining(key, now) if present is None else 0.0
+        if remaining > 0:
+            asyncio.get_running_loop().call_later(remaining + 0.05, self.wake.set)
             self.waiting[name] = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
             events.pod(self.pod, "Normal", "BackOff", self.waiting[name][1], name)
             return None

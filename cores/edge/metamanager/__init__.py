@@ -50,6 +50,12 @@ class MetaStore:
         with self._lock:
             self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
 
+    def delete_tokens_of(self, prefix: str, pod_uid: str) -> None:
+        """Forget the service account tokens bound to one pod (keys ``<prefix><account>/<uid>/...``)."""
+        with self._lock:
+            self._db.execute("DELETE FROM meta WHERE type = 'serviceaccounttoken' AND key LIKE ? ESCAPE '\\' AND key LIKE ? ESCAPE '\\'",
+                             (_like(prefix) + "%", "%/" + _like(pod_uid) + "/%"))
+
     def of_type(self, kind: str) -> list[tuple[str, str]]:
         with self._lock:
             rows = self._db.execute("SELECT key, value FROM meta WHERE type = ? ORDER BY key", (kind,)).fetchall()
@@ -64,6 +70,10 @@ class MetaStore:
         # Under the lock: closing while another thread runs a statement crashes sqlite3.
         with self._lock:
             self._db.close()
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def not_connected(request: Message) -> Message:
@@ -109,6 +119,10 @@ class MetaManager:
             return
         if message.route.operation == "delete":
             await asyncio.to_thread(self.store.delete, message.route.resource)
+            uid = ((message.content or {}).get("metadata") or {}).get("uid") if isinstance(message.content, dict) else None
+            if resource.type == "pod" and uid:
+                # the tokens bound to the pod go with it (upstream's DeleteServiceAccountToken)
+                await asyncio.to_thread(self.store.delete_tokens_of, f"{resource.namespace}/serviceaccounttoken/", str(uid))
         else:
             await asyncio.to_thread(self.store.put, message.route.resource, resource.type, message.content)
         await self.ctx.send(self.settings.contextSendModule, message.response("OK"))
@@ -166,8 +180,8 @@ class MetaManager:
     async def _remember(self, request: Message, reply: Message) -> None:
         content = reply.content
         obj = content.get("Object") if isinstance(content, dict) and "Err" in content else content
-        if not isinstance(obj, dict) or (isinstance(content, dict) and content.get("Err")):
-            return
+        if not isinstance(obj, dict) or (isinstance(content, dict) and (content.get("Err") or content.get("ErrStatus"))):
+            return  # a refusal or failure never replaces what was stored
         resource = request.route.resource.replace("/nodepatch/", "/node/").replace("/podpatch/", "/pod/")
         try:
             kind = parse_object(resource).type
