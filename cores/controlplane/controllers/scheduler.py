@@ -221,6 +221,8 @@ class Scheduler:
 
     async def _unschedulable(self, pod: dict[str, Any], message: str) -> None:
         def mark(obj: dict[str, Any]) -> bool:
+            if (obj.get("spec") or {}).get("nodeName"):
+                return False  # bound meanwhile (a Binding from elsewhere): its PodScheduled=True stands
             current = base.condition(obj, "PodScheduled") or {}
             if (current.get("status"), current.get("reason"), current.get("message")) == ("False", "Unschedulable", message):
                 return False
@@ -233,7 +235,7 @@ class Scheduler:
             return True
 
         updated = await base.update(self.api, self.pods, pod, mark, "status")
-        if updated is None:
+        if updated is None or (updated.get("spec") or {}).get("nodeName"):
             return
         uid = meta(pod).get("uid", "")
         now = asyncio.get_running_loop().time()
