@@ -27,6 +27,7 @@ from cores.controlplane.launcher import keadm_argv
 from cores.install.edge import edge_spec
 from tests.e2e.test_install import Machine
 from tests.integration.conftest import containerd, free_port  # noqa: F401 - the shared runtime fixture
+from tests.integration.test_pods import exec_in as exec_in_container
 from tests.timeouts import scaled
 from tests.timeouts import wait_for as wait
 
@@ -54,15 +55,22 @@ def containers(endpoint: str, pod: str | None = None) -> dict[str, str]:
 
 
 def exec_in(endpoint: str, container_id: str, *command: str) -> str:
-    from cores.edge.cri import CriClient
+    return asyncio.run(exec_in_container(endpoint, container_id, *command))
 
-    async def run() -> str:
-        async with CriClient(endpoint) as client:
-            result = await client.exec_sync(container_id, list(command), timeout=10)
-        assert result.exit_code == 0, result.stderr
-        return result.stdout.decode()
 
-    return asyncio.run(run())
+def init_and_join(tmp_path: Path, endpoint: str, node: str, *edge_settings: str) -> Machine:
+    """keadm init on the embedded defaults, then keadm join of ``node`` (``--set`` each of ``edge_settings``)."""
+    (tmp_path / "home").mkdir()
+    machine = Machine(tmp_path, tmp_path / "home")
+    ws, https = free_port(), free_port()
+    machine.keadm("init", "--advertise-address", "127.0.0.1", "--controlplane-port", str(free_port()),
+                  "--set", f"modules.cloudHub.websocket.port={ws}", "--set", f"modules.cloudHub.https.port={https}",
+                  *machine.dirs("cloud"))
+    token = machine.keadm("gettoken", "--config-dir", str(tmp_path / "cloud" / "etc")).stdout.strip()
+    sets = [arg for setting in edge_settings for arg in ("--set", setting)]
+    machine.keadm("join", "-e", f"127.0.0.1:{ws}", "-s", str(https), "-t", token, "-i", node, "-p", endpoint,
+                  "--node-ip", "127.0.0.1", *sets, *machine.dirs("edge"))
+    return machine
 
 
 def check_service_account_token(machine: Machine, endpoint: str, container_id: str) -> None:
@@ -82,15 +90,7 @@ def check_service_account_token(machine: Machine, endpoint: str, container_id: s
 
 
 def test_pod_lifecycle_and_autonomy(tmp_path: Path, containerd: Any) -> None:  # noqa: F811
-    (tmp_path / "home").mkdir()
-    machine = Machine(tmp_path, tmp_path / "home")
-    ws, https = free_port(), free_port()
-    machine.keadm("init", "--advertise-address", "127.0.0.1", "--controlplane-port", str(free_port()),
-                  "--set", f"modules.cloudHub.websocket.port={ws}", "--set", f"modules.cloudHub.https.port={https}",
-                  *machine.dirs("cloud"))
-    token = machine.keadm("gettoken", "--config-dir", str(tmp_path / "cloud" / "etc")).stdout.strip()
-    machine.keadm("join", "-e", f"127.0.0.1:{ws}", "-s", str(https), "-t", token, "-i", "edge-pods", "-p", containerd.endpoint,
-                  "--node-ip", "127.0.0.1", "--set", "modules.edged.reportEvent=true", *machine.dirs("edge"))
+    machine = init_and_join(tmp_path, containerd.endpoint, "edge-pods", "modules.edged.reportEvent=true")
     try:
         wait(lambda: "True" in machine.kubectl("get", "node", "edge-pods", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"),
              30, "edge not Ready")
@@ -149,16 +149,7 @@ def test_pod_lifecycle_and_autonomy(tmp_path: Path, containerd: Any) -> None:  #
 def test_static_pod_shows_in_kubectl_as_its_mirror(tmp_path: Path, containerd: Any) -> None:  # noqa: F811
     """A manifest in the edge's staticPodPath runs there and shows in kubectl as `<name>-<node>`;
     a mirror deleted with kubectl comes back; removing the manifest stops the pod and removes the mirror."""
-    (tmp_path / "home").mkdir()
-    machine = Machine(tmp_path, tmp_path / "home")
-    ws, https = free_port(), free_port()
-    machine.keadm("init", "--advertise-address", "127.0.0.1", "--controlplane-port", str(free_port()),
-                  "--set", f"modules.cloudHub.websocket.port={ws}", "--set", f"modules.cloudHub.https.port={https}",
-                  *machine.dirs("cloud"))
-    token = machine.keadm("gettoken", "--config-dir", str(tmp_path / "cloud" / "etc")).stdout.strip()
-    machine.keadm("join", "-e", f"127.0.0.1:{ws}", "-s", str(https), "-t", token, "-i", "edge-static", "-p", containerd.endpoint,
-                  "--node-ip", "127.0.0.1", "--set", "modules.edged.tailoredKubeletConfig.fileCheckFrequency=1s",
-                  *machine.dirs("edge"))
+    machine = init_and_join(tmp_path, containerd.endpoint, "edge-static", "modules.edged.tailoredKubeletConfig.fileCheckFrequency=1s")
     manifests = Layout(machine.base / "edge" / "etc", machine.base / "edge" / "var", machine.base / "edge" / "log").config_dir / "manifests"
     manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "default"},
                 "spec": {"hostNetwork": True, "terminationGracePeriodSeconds": 2,
