@@ -17,7 +17,7 @@ from kubernetes.client.rest import ApiException
 
 from cores.controlplane.launcher import ControlPlane
 from tests.integration.conftest import VIEWER_TOKEN
-from tests.testdata import UPSTREAM
+from tests.captures import UPSTREAM
 
 
 def unique(prefix: str) -> str:

@@ -19,7 +19,7 @@ from cores.controlplane.launcher import ControlPlane
 from cores.edge.edgehub import certificate
 from cores.wire import decode
 from tests.integration.edgecloud import Cloud, start_cloud
-from tests.testdata import UPSTREAM
+from tests.captures import UPSTREAM
 from tests.timeouts import scaled
 
 NODE = "peer-edge-cap"

@@ -22,7 +22,7 @@ from cores.common import layout as layouts
 from cores.common.supervision import ServiceSpec, start, stop
 from cores.controlplane.launcher import keadm_argv
 from tests.integration.conftest import free_port
-from tests.testdata import UPSTREAM
+from tests.captures import UPSTREAM
 from tests.timeouts import scaled
 
 NODE = "peer-edge-cap"

@@ -43,9 +43,9 @@ from certs.errors import (
     TokenMalformed,
     TokenSignatureInvalid,
 )
+from tests.captures import UPSTREAM
 
 REPO = Path(__file__).resolve().parents[2]
-TESTDATA = REPO.parent / "shared" / "testdata" / "upstream-v1.23"
 CAPTURED_NODE = "peer-edge-cap"
 NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
 SECOND = datetime.timedelta(seconds=1)
@@ -69,7 +69,7 @@ def other_ca() -> CAPair:
 @pytest.fixture(scope="module")
 def captured() -> dict[str, bytes]:
     """The first /ca.crt and /edge.crt exchange of the capture, as DER bytes."""
-    exchanges = json.loads((TESTDATA / "bootstrap.json").read_text())["exchanges"]
+    exchanges = json.loads((UPSTREAM / "bootstrap.json").read_text())["exchanges"]
     ca_reply = next(e for e in exchanges if e["path"] == "/ca.crt")
     edge = next(e for e in exchanges if e["path"] == "/edge.crt")
     return {
@@ -379,7 +379,7 @@ def test_captured_edge_certificate_verifies(captured: dict[str, bytes]) -> None:
 
 def test_every_captured_join_matches_ours(captured: dict[str, bytes]) -> None:
     """The capture holds two joins (two node names) against one CA; check both."""
-    exchanges = json.loads((TESTDATA / "bootstrap.json").read_text())["exchanges"]
+    exchanges = json.loads((UPSTREAM / "bootstrap.json").read_text())["exchanges"]
     joins = [e for e in exchanges if e["path"] == "/edge.crt"]
     assert len(joins) == 2
     ca_cert = x509.cert_from_der(captured["ca"])

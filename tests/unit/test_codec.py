@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cores.beehive import Message, MessageHeader, MessageRoute
 from cores.wire import CodecError, Limits, decode, encode, encode_bytes
-from tests.testdata import capture_records
+from tests.captures import capture_records
 
 RECORDS = list(capture_records())
 RAW = [(where, rec) for where, rec in RECORDS if "raw" in rec and rec["raw"] != "REDACTED"]

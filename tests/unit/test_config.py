@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from cores.common import config as configs
-from tests.testdata import UPSTREAM
+from tests.captures import UPSTREAM
 
 DEFAULTS = UPSTREAM / "defaultconfig"
 

@@ -15,7 +15,7 @@ from cores.edge.cri import api
 from cores.edge.edged import podspec, status, volumes
 from cores.edge.edged.backoff import Backoff
 from cores.edge.edged.status import ContainerView, StatusTracker
-from tests.testdata import UPSTREAM
+from tests.captures import UPSTREAM
 
 
 def recorded_pod() -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -17,8 +16,8 @@ from cores.controlplane.patch import (
     strategic_merge_patch,
     supports_strategic,
 )
+from tests.captures import UPSTREAM
 
-TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "upstream-v1.23"
 CAPTURES = ["pod.jsonl", "pod-cni-failed.jsonl", "join.jsonl", "capture1-full.jsonl", "capture2-full.jsonl"]
 
 
@@ -27,7 +26,7 @@ CAPTURES = ["pod.jsonl", "pod-cni-failed.jsonl", "join.jsonl", "capture1-full.js
 
 def _frames(name: str) -> Iterator[tuple[str, str, str, str, Any]]:
     """(direction, operation, type, object name, content) for each frame with an object resource."""
-    for line in (TESTDATA / name).read_text().splitlines():
+    for line in (UPSTREAM / name).read_text().splitlines():
         frame = json.loads(line).get("frame")
         if not isinstance(frame, dict):
             continue

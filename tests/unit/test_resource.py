@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cores.common import resource as res
-from tests.testdata import capture_records
+from tests.captures import capture_records
 
 
 def test_every_captured_resource_parses() -> None:

@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import datetime
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cores.controlplane import tables
+from tests.captures import UPSTREAM
 
 NOW = datetime.datetime(2026, 11, 26, 1, 0, 0, tzinfo=datetime.timezone.utc)
-TESTDATA = Path("/work/shared/testdata/upstream-v1.23")
 
 
 def ago(seconds: float) -> str:
     return (NOW - datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def captured(file: str, kind: str) -> dict[str, Any] | None:
-    path = TESTDATA / file
-    if not path.exists():
-        return None
-    for line in path.read_text().splitlines():
+def captured(file: str, kind: str) -> dict[str, Any]:
+    for line in (UPSTREAM / file).read_text().splitlines():
         content = json.loads(line)["frame"].get("content")
         if isinstance(content, str):
             try:
@@ -34,7 +30,7 @@ def captured(file: str, kind: str) -> dict[str, Any] | None:
             for candidate in (content, content.get("Object")):
                 if isinstance(candidate, dict) and candidate.get("kind") == kind and candidate.get("status"):
                     return candidate
-    return None
+    raise AssertionError(f"no {kind} with a status in {file}")
 
 
 def names(table: dict[str, Any], priority: int | None = None) -> list[str]:
@@ -233,8 +229,6 @@ def test_pod_wide_cells() -> None:
 
 def test_captured_pod_and_node() -> None:
     captured_pod, captured_node = captured("pod.jsonl", "Pod"), captured("join.jsonl", "Node")
-    if captured_pod is None or captured_node is None:
-        pytest.skip("captured frames not available")
     row = cells("Pod", captured_pod)
     assert row[0] == captured_pod["metadata"]["name"] and row[1].count("/") == 1
     node_row = cells("Node", captured_node)

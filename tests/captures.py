@@ -1,4 +1,8 @@
-"""Where the upstream v1.23 captures live, and how to read them (shared by the tests)."""
+"""Where the upstream v1.23 captures live, and how to read them (shared by the tests).
+
+The captures are copied into the repository (tests/testdata/upstream-v1.23/, see its README.md), so the
+tests need nothing outside the repository. Every test reaches them through ``UPSTREAM``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-UPSTREAM = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "upstream-v1.23"
+UPSTREAM = Path(__file__).resolve().parent / "testdata" / "upstream-v1.23"
 
 
 def capture_files() -> list[Path]:
