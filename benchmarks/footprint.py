@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -105,11 +104,18 @@ def measure(base: Path) -> dict[str, Any]:
             # bootstrap once first, so the connect time below is a restart's, not a first join's
             spec = edge_spec(layout, argv, config)
             edges.append(spec)
-            start(spec, ready=lambda spec=spec: spec.log_file.exists() and "connected to" in spec.log_file.read_text())
+
+            def joined(spec: ServiceSpec = spec) -> bool:
+                return spec.log_file.exists() and "connected to" in spec.log_file.read_text()
+
+            def reconnected(spec: ServiceSpec = spec) -> bool:
+                return "connected to" in spec.log_file.read_text()
+
+            start(spec, ready=joined)
             stop(spec)
             spec.log_file.write_text("")
             started = time.monotonic()
-            start(spec, ready=lambda spec=spec: "connected to" in spec.log_file.read_text())
+            start(spec, ready=reconnected)
             result[f"edge_connect_seconds{suffix}"] = round(time.monotonic() - started, 3)
             time.sleep(15)  # registration, status and lease settle
             pid = status(spec).pid
@@ -165,4 +171,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Mapping
 
 from certs.errors import CAHashMismatch, TokenExpired, TokenMalformed, TokenSignatureInvalid
 
@@ -132,7 +133,7 @@ def _hs256(key: bytes, signing_input: str) -> bytes:
     return hmac.new(key, signing_input.encode("ascii"), hashlib.sha256).digest()
 
 
-def _b64_json(value: dict[str, object]) -> str:
+def _b64_json(value: Mapping[str, object]) -> str:
     return _base64url_encode(json.dumps(value, separators=(",", ":")).encode("utf-8"))
 
 

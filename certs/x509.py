@@ -415,7 +415,7 @@ def _leaf_subject(organizations: list[str], common_name: str) -> x509.Name:
     return _name([(NameOID.ORGANIZATION_NAME, organizations), (NameOID.COMMON_NAME, [common_name])])
 
 
-def _go_attribute(oid: x509.ObjectIdentifier, value: str) -> x509.NameAttribute:
+def _go_attribute(oid: x509.ObjectIdentifier, value: str) -> x509.NameAttribute[str]:
     return x509.NameAttribute(oid, value, _type=_go_string_type(value))
 
 

@@ -7,6 +7,7 @@ resourceVersion precondition, the existence check, the patch) is atomic and orde
 
 from __future__ import annotations
 
+import builtins
 import copy
 import datetime
 import ipaddress
@@ -347,7 +348,7 @@ class Api:
         return max(int(requested), 0)
 
     async def delete_collection(self, resource: ResourceType, namespace: str | None, options: dict[str, Any],
-                                label_selector: str = "", field_selector: str = "", dry_run: bool = False) -> list[dict[str, Any]]:
+                                label_selector: str = "", field_selector: str = "", dry_run: bool = False) -> builtins.list[dict[str, Any]]:
         _, items, _ = await self.list(resource, namespace, label_selector=label_selector, field_selector=field_selector)
         deleted = []
         for item in items:

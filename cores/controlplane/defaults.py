@@ -107,7 +107,8 @@ def qos_class(pod_spec: dict[str, Any]) -> str:
     guaranteed = True
     containers = _dicts(pod_spec.get("containers")) + _dicts(pod_spec.get("initContainers"))
     for container in containers:
-        resources = container.get("resources") if isinstance(container.get("resources"), dict) else {}
+        raw_resources = container.get("resources")
+        resources: dict[str, Any] = raw_resources if isinstance(raw_resources, dict) else {}
         container_limits = _positive_quantities(resources.get("limits"))
         container_requests = {**container_limits, **_positive_quantities(resources.get("requests"))}
         _accumulate(requests, container_requests)
@@ -249,7 +250,8 @@ def _default_requests_from_limits(container: dict[str, Any]) -> None:
     resources = _child(container, "resources")
     limits = resources.get("limits")
     if isinstance(limits, dict) and limits:
-        requests = resources.get("requests") if isinstance(resources.get("requests"), dict) else {}
+        raw_requests = resources.get("requests")
+        requests: dict[str, Any] = raw_requests if isinstance(raw_requests, dict) else {}
         resources["requests"] = {**limits, **requests}
 
 
@@ -266,7 +268,8 @@ def _tolerates(tolerations: list[dict[str, Any]], taint_key: str) -> bool:
 
 
 def _apply_default_tolerations(spec: dict[str, Any]) -> None:
-    tolerations = spec.get("tolerations") if isinstance(spec.get("tolerations"), list) else []
+    raw_tolerations = spec.get("tolerations")
+    tolerations: list[Any] = raw_tolerations if isinstance(raw_tolerations, list) else []
     present = _dicts(tolerations)
     for taint_key in (NOT_READY_TAINT, UNREACHABLE_TAINT):
         if not _tolerates(present, taint_key):
@@ -368,7 +371,8 @@ def apply_secret_defaults(secret: dict[str, Any], on_create: bool = True) -> Non
     string_data = secret.pop("stringData", None)
     if isinstance(string_data, dict) and string_data:
         # "StringData overwrites Data"; it is write-only and never returned.
-        data = secret.get("data") if isinstance(secret.get("data"), dict) else {}
+        raw_data = secret.get("data")
+        data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
         for key, value in string_data.items():
             data[key] = base64.b64encode(str(value).encode()).decode()
         secret["data"] = data

@@ -16,7 +16,7 @@ from pathlib import Path
 from cores.common import config as configs
 from cores.common import supervision
 
-COMPONENT = "controlplane"
+COMPONENT: supervision.Component = "controlplane"
 
 
 def keadm_argv() -> tuple[str, ...]:

@@ -47,15 +47,25 @@ Schema = dict[str, Any]
 
 
 class Resource(Protocol):
-    """What is needed of a served resource type (``registry.ResourceType`` fits)."""
+    """What is needed of a served resource type (``registry.ResourceType`` fits).
 
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespaced: bool
-    subresources: frozenset[str]
-    verbs: tuple[str, ...]
+    Read-only members, so that a frozen dataclass fits.
+    """
+
+    @property
+    def group(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def plural(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def namespaced(self) -> bool: ...
+    @property
+    def subresources(self) -> frozenset[str]: ...
+    @property
+    def verbs(self) -> tuple[str, ...]: ...
 
 
 # ----------------------------------------------------------------------------------------------
@@ -71,7 +81,7 @@ def definitions() -> dict[str, Schema]:
 
 @functools.cache
 def _gvk_index() -> dict[tuple[str, str, str], str]:
-    index = {}
+    index: dict[tuple[str, str, str], str] = {}
     for name, schema in definitions().items():
         for gvk in schema.get("x-kubernetes-group-version-kind") or []:
             # Status and DeleteOptions are listed under every group: the first (core) name wins
@@ -433,9 +443,9 @@ def openapi_v2(resources: Iterable[Resource], crd_schemas: Mapping[tuple[str, st
 # publishes them in v2: kubectl 1.20 computes apply's strategic merge patches from these (a list
 # without a merge key is replaced in the patch, and the server, which knows the keys, would then
 # merge it: a container removed from a manifest would stay). The server side is ``patch.py``.
-_CONTAINER_STRATEGIES = {"ports": ("merge", "containerPort"), "env": ("merge", "name"),
+_CONTAINER_STRATEGIES: dict[str, tuple[str, str | None]] = {"ports": ("merge", "containerPort"), "env": ("merge", "name"),
                          "volumeMounts": ("merge", "mountPath"), "volumeDevices": ("merge", "devicePath")}
-_CONDITIONS = {"conditions": ("merge", "type")}
+_CONDITIONS: dict[str, tuple[str, str | None]] = {"conditions": ("merge", "type")}
 PATCH_STRATEGIES: dict[str, dict[str, tuple[str, str | None]]] = {
     OBJECT_META: {"finalizers": ("merge", None), "ownerReferences": ("merge", "uid")},
     "io.k8s.api.core.v1.Container": _CONTAINER_STRATEGIES,

@@ -668,7 +668,8 @@ def _special_field(obj: Mapping[str, Any], field: str) -> str | None:
     Each name belongs to a single kind (hostNetwork to pods, unschedulable to nodes, source to
     events), so no plural is needed to tell them apart.
     """
-    spec = obj.get("spec") if isinstance(obj.get("spec"), Mapping) else {}
+    raw_spec = obj.get("spec")
+    spec: Mapping[str, Any] = raw_spec if isinstance(raw_spec, Mapping) else {}
     if field == "status.podIP":
         return _pod_ip(obj)
     if field == "status.podIPs":

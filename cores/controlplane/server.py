@@ -108,8 +108,8 @@ class ApiServer:
         except errors.ApiError as error:
             return respond(error.status(), error.code)
         except web.HTTPRequestEntityTooLarge:
-            error = errors.too_large(self.max_body)
-            return respond(error.status(), error.code)
+            too_large = errors.too_large(self.max_body)
+            return respond(too_large.status(), too_large.code)
 
     async def _authenticate(self, request: web.Request) -> User | None:
         header = request.headers.get("Authorization", "")

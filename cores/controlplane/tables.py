@@ -333,7 +333,7 @@ def _readiness_gates(spec: dict[str, Any], conditions: list[dict[str, Any]]) -> 
     gates = spec.get("readinessGates") or []
     if not gates:
         return "<none>"
-    by_type = {}
+    by_type: dict[Any, dict[str, Any]] = {}
     for condition in conditions:
         by_type.setdefault(condition.get("type"), condition)
     true = sum(1 for g in gates if (by_type.get(g.get("conditionType")) or {}).get("status") == "True")

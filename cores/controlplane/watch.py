@@ -12,7 +12,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from cores.controlplane.api import Api, Matcher
@@ -55,7 +55,7 @@ def bookmark(resource: ResourceType, revision: int) -> bytes:
 async def stream(
     api: Api, resource: ResourceType, namespace: str | None, matcher: Matcher | None, *,
     resource_version: str, timeout: float | None, bookmarks: bool,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield the lines of one watch response until it times out (or the caller stops iterating)."""
     store = api.store
     prefix = resource.list_prefix(namespace)
@@ -86,7 +86,7 @@ async def stream(
 
 
 async def _live(api: Api, resource: ResourceType, watcher: Any, matcher: Matcher | None, last: int,
-                deadline: float, bookmarks: bool) -> AsyncIterator[bytes]:
+                deadline: float, bookmarks: bool) -> AsyncGenerator[bytes, None]:
     next_bookmark = _next_bookmark(deadline)
     while True:
         now = time.monotonic()

@@ -12,7 +12,10 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cores.common.supervision import Component
 
 MANIFEST_NAME = "keadm-install.json"
 
@@ -46,7 +49,7 @@ class Manifest:
     config_dir: str
     data_dir: str
     log_dir: str
-    components: list[str] = dataclasses.field(default_factory=list)
+    components: list[Component] = dataclasses.field(default_factory=list)
     paths: list[str] = dataclasses.field(default_factory=list)
     node_name: str = ""
     runtime_endpoint: str = ""

@@ -147,7 +147,7 @@ class CloudInstaller:
         self._record_component("controlplane")
         return f"embedded control plane on port {self.options.controlplane_port}, admin kubeconfig {self.kubeconfig}"
 
-    def _record_component(self, component: str) -> None:
+    def _record_component(self, component: supervision.Component) -> None:
         if component not in self.manifest.components:
             self.manifest.components.append(component)
         self.manifest.created(self.layout.log_dir / f"{component}.log")

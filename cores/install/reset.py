@@ -23,14 +23,14 @@ def detect(data_dir: Path) -> Manifest | None:
     return Manifest.load(data_dir)
 
 
-def _spec(manifest: Manifest, component: str) -> supervision.ServiceSpec:
+def _spec(manifest: Manifest, component: supervision.Component) -> supervision.ServiceSpec:
     layout = layouts.Layout(Path(manifest.config_dir), Path(manifest.data_dir), Path(manifest.log_dir))
     return supervision.ServiceSpec(component=component, config_dir=layout.config_dir, log_dir=layout.log_dir,
                                    run_dir=layout.run_dir, argv=(*keadm_argv(), "run", component))
 
 
 def stop_components(manifest: Manifest) -> list[str]:
-    stopped = []
+    stopped: list[str] = []
     for component in reversed(manifest.components):
         if supervision.stop(_spec(manifest, component)):
             stopped.append(component)

@@ -26,7 +26,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -290,9 +290,9 @@ async def _remove_pods_through_cri(endpoint: str) -> set[str]:
     return cgroups
 
 
-def _cgroup_from_info(info: dict[str, str] | object) -> set[str]:
+def _cgroup_from_info(info: Mapping[str, str]) -> set[str]:
     try:
-        verbose = json.loads(dict(info).get("info", "{}"))  # type: ignore[call-overload]
+        verbose = json.loads(dict(info).get("info", "{}"))
         path = verbose["runtimeSpec"]["linux"]["cgroupsPath"]
     except (KeyError, TypeError, ValueError):
         return set()

@@ -112,8 +112,8 @@ def untolerated_taint(pod: dict[str, Any], node: dict[str, Any]) -> dict[str, An
 def filter_reason(pod: dict[str, Any], node: dict[str, Any], bound: int) -> str | None:
     """Why ``node`` cannot run ``pod`` (kube-scheduler's words), or None when it can."""
     if (node.get("spec") or {}).get("unschedulable"):
-        taint = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
-        if not any(tolerates(t, taint) for t in (pod.get("spec") or {}).get("tolerations") or []):
+        unschedulable = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
+        if not any(tolerates(t, unschedulable) for t in (pod.get("spec") or {}).get("tolerations") or []):
             return "node(s) were unschedulable"
     taint = untolerated_taint(pod, node)
     if taint is not None:
@@ -189,7 +189,7 @@ class Scheduler:
             return None
         nodes = await base.list_objects(self.api, self.nodes)
         _, rows, _ = await self.api.store.list(self.pods.key_prefix)
-        bound = collections.Counter(row.fields.get("spec.nodeName") for row in rows if row.fields.get("spec.nodeName"))
+        bound = collections.Counter(row.fields["spec.nodeName"] for row in rows if row.fields.get("spec.nodeName"))
         for pod in sorted(pending, key=lambda p: meta(p).get("creationTimestamp", "")):
             await self._schedule(pod, nodes, bound)
         return None
