@@ -8,6 +8,8 @@ ensure_apt_packages "${APT_PACKAGES[@]}"
 ensure_venv "[test]"
 export KUBECTL_120="$(ensure_kubectl_120)"
 cd "$REPO_DIR"
+echo "==> checking the layers and the types"
+bash "$REPO_DIR/scripts/check_layers.sh"
 echo "==> building the one-file keadm (dist/keadm) for its smoke test"
 "$VENV_DIR/bin/pyinstaller" --noconfirm --log-level WARN build.spec
 export KEADM_FROZEN="$REPO_DIR/dist/keadm"
