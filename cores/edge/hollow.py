@@ -3,7 +3,8 @@
 It registers its Node, keeps the Lease renewed and reports the node Ready (it has no runtime to
 be down), reports every pod it is sent as Running and Ready, and finishes a pod's deletion as a
 kubelet would (``delete`` with ``gracePeriodSeconds: 0`` and the uid precondition). Library code:
-``keadm run edge --hollow`` uses it for scale tests, and the density benchmark runs many.
+``keadm run edge --hollow`` uses it for scale tests, and the density benchmark runs many. Its
+requests go through :class:`~cores.link.requests.CloudRequests`, as the real Edged's do.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import logging
 import time
 from typing import Any
 
-from cores.beehive import Context, Message, SyncTimeout
+from cores.beehive import Context
 from cores.common.config import Config
+from cores.link.requests import CloudRequests
+from cores.link.status import RequestTimeout, StatusError
 
 log = logging.getLogger("kubeedge.hollow")
 
@@ -67,6 +70,7 @@ class HollowEdged:
 
     async def start(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.requests = CloudRequests(ctx, source="edged", timeout=TIMEOUT)
         presence = asyncio.create_task(self._presence())
         try:
             while True:
@@ -77,10 +81,6 @@ class HollowEdged:
                     asyncio.create_task(self._pod(message.route.operation, message.content))
         finally:
             presence.cancel()
-
-    async def _request(self, operation: str, resource: str, content: Any) -> Any:
-        message = Message.new(source="edged", group="meta", operation=operation, resource=resource, content=content)
-        return (await self.ctx.send_sync("metamanager", message, TIMEOUT)).content
 
     async def _pod(self, operation: str, pod: dict[str, Any]) -> None:
         metadata = pod.get("metadata") or {}
@@ -95,18 +95,19 @@ class HollowEdged:
             await self.connected.wait()
             try:
                 if metadata.get("deletionTimestamp"):
-                    reply = await self._request("delete", f"{namespace}/pod/{name}",
-                                                {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}})
+                    reply = await self.requests.delete(f"{namespace}/pod/{name}",
+                                                       {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}})
                     if reply == "OK":
                         return
                 else:
                     patch = json.dumps(running_status(pod, self.node_ip), separators=(",", ":"))
-                    reply = await self._request("patch", f"{namespace}/podpatch/{name}", patch)
-                    if isinstance(reply, dict) and not reply.get("Err"):
-                        self.reported.add(uid)
-                        return
-            except SyncTimeout as error:
+                    await self.requests.patch(f"{namespace}/podpatch/{name}", patch)
+                    self.reported.add(uid)
+                    return
+            except RequestTimeout as error:
                 log.warning("pod %s/%s: %s", namespace, name, error)
+            except StatusError as error:  # refused: asked again in a second, as before
+                log.debug("pod %s/%s: %s", namespace, name, error)
             await asyncio.sleep(1)
 
     async def _presence(self) -> None:
@@ -119,15 +120,14 @@ class HollowEdged:
                 if time.monotonic() - last_lease >= LEASE_SECONDS:
                     await self._renew()
                     last_lease = time.monotonic()
-            except SyncTimeout as error:
+            except StatusError as error:
                 log.warning("%s", error)
             await asyncio.sleep(1)
 
     async def _register(self) -> None:
         labels = {"kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
                   "node-role.kubernetes.io/edge": "", "node-role.kubernetes.io/agent": "", **self.labels}
-        reply = await self._request("insert", f"null/node/{self.node_name}", {"metadata": {"name": self.node_name, "labels": labels}})
-        obj = reply.get("Object") if isinstance(reply, dict) else None
+        obj = await self.requests.insert(f"null/node/{self.node_name}", {"metadata": {"name": self.node_name, "labels": labels}})
         if not isinstance(obj, dict):
             return
         self.node_uid = obj["metadata"].get("uid", "")
@@ -140,20 +140,26 @@ class HollowEdged:
                   "nodeInfo": {"kubeletVersion": "v1.32.10-kubeedge-hollow", "containerRuntimeVersion": "hollow://0",
                                "operatingSystem": "linux", "architecture": "amd64", "osImage": "hollow", "kernelVersion": "",
                                "machineID": "", "systemUUID": "", "bootID": "", "kubeProxyVersion": ""}}
-        await self._request("patch", f"null/nodepatch/{self.node_name}", json.dumps({"status": status}))
+        try:
+            await self.requests.patch(f"null/nodepatch/{self.node_name}", json.dumps({"status": status}))
+        except StatusError as error:  # registered all the same: the lease keeps the node alive
+            log.warning("node status patch failed: %s", error)
 
     async def _renew(self) -> None:
         resource = f"kube-node-lease/lease/{self.node_name}"
         renew = _now(micro=True)
         if self.lease is None:
-            body = {"metadata": {"name": self.node_name, "namespace": "kube-node-lease"},
-                    "spec": {"holderIdentity": self.node_name, "leaseDurationSeconds": 40, "renewTime": renew}}
-            reply = await self._request("insert", resource, body)
-            if isinstance(reply, dict) and reply.get("Err"):
-                reply = await self._request("query", resource, None)
+            body: dict[str, Any] = {"metadata": {"name": self.node_name, "namespace": "kube-node-lease"},
+                                    "spec": {"holderIdentity": self.node_name, "leaseDurationSeconds": 40, "renewTime": renew}}
+            try:
+                obj = await self.requests.insert(resource, body)
+            except StatusError:  # there already (this node ran before): renew that one
+                obj = await self.requests.query(resource)
         else:
             body = {k: v for k, v in self.lease.items() if k not in ("kind", "apiVersion")}
-            body.setdefault("spec", {})["renewTime"] = renew
-            reply = await self._request("update", resource, body)
-        obj = reply.get("Object") if isinstance(reply, dict) else None
+            body["spec"] = {**(body.get("spec") or {}), "renewTime": renew}
+            try:
+                obj = await self.requests.update(resource, body)
+            except StatusError:  # gone or changed: create or fetch it afresh next time
+                obj = None
         self.lease = obj if isinstance(obj, dict) else None

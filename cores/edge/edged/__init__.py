@@ -16,6 +16,10 @@ keeps its Lease in ``kube-node-lease`` renewed every 10 s, and patches the node 
 ``nodeStatusReportFrequency``. ``Ready`` follows the container runtime: a CRI ``Version`` and
 ``Status`` call to the configured endpoint; a runtime that does not answer makes the node
 ``Ready=False`` with the reason.
+
+Every request to the cloud (node, lease, pod status, mirror pods, objects, tokens, events) goes
+through one :class:`~cores.link.requests.CloudRequests`; a refusal is a
+:class:`~cores.link.status.StatusError`.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cores.beehive import Context, Message, SyncTimeout
+from cores.beehive import Context
 from cores.common.config import Config, host_address
 from cores.edge.edged import node as nodes
 from cores.edge.edged import static
 from cores.edge.edged.pods import PodManager
 from cores.edge.edged.runtime import probe_runtime
+from cores.link.requests import CloudRequests
+from cores.link.status import StatusError
 
 log = logging.getLogger("kubeedge.edged")
 
@@ -79,10 +85,10 @@ class Edged:
         self.ctx = ctx
         from cores.edge.cri import CriClient
 
+        self.requests = CloudRequests(ctx, source="edged", timeout=REQUEST_TIMEOUT)
         self.cri = CriClient(self.endpoint, timeout=REQUEST_TIMEOUT)
-        self.pods = PodManager(ctx, self.cri, node_name=self.node_name, node_ip=self.node_ip,
-                               root_directory=self.root_directory, logs_root=self.logs_root, request_timeout=REQUEST_TIMEOUT,
-                               report_events=self.report_events)
+        self.pods = PodManager(self.requests, self.cri, node_name=self.node_name, node_ip=self.node_ip,
+                               root_directory=self.root_directory, logs_root=self.logs_root, report_events=self.report_events)
         tasks = [asyncio.create_task(self._presence())]
         if self.static_pod_path:
             tasks.append(asyncio.create_task(self._static_pods(), name="edged-static-pods"))
@@ -132,13 +138,6 @@ class Edged:
                 log.exception("static pods: sync failed")
             await asyncio.sleep(min(MIRROR_SYNC_SECONDS, self.file_check_every))
 
-    async def _request(self, operation: str, resource: str, content: Any) -> tuple[Any, dict[str, Any] | None]:
-        """A request to the cloud through MetaManager: (Object, Err) of the reply."""
-        message = Message.new(source="edged", group="meta", operation=operation, resource=resource, content=content)
-        reply = await self.ctx.send_sync("metamanager", message, REQUEST_TIMEOUT)
-        content = reply.content if isinstance(reply.content, dict) else {}
-        return content.get("Object"), content.get("Err")
-
     async def _presence(self) -> None:
         last_report = 0.0
         last_lease = 0.0
@@ -156,15 +155,18 @@ class Edged:
                 if self.tracker.changed(status) or now - last_report >= self.report_every:
                     await self._patch_status(status)
                     last_report = now
-            except (SyncTimeout, RegistrationError) as error:
+            except RegistrationError as error:
                 log.warning("%s", error)
             await asyncio.sleep(min(self.update_every, LEASE_RENEW_SECONDS))
 
     async def _register(self) -> None:
         body = nodes.initial_node(self.node_name, self.labels, self.node_ip)
-        obj, error = await self._request("insert", f"null/node/{self.node_name}", body)
-        if error or not isinstance(obj, dict):
-            raise RegistrationError(f"node registration failed: {_message(error)}")
+        try:
+            obj = await self.requests.insert(f"null/node/{self.node_name}", body)
+        except StatusError as error:
+            raise RegistrationError(f"node registration failed: {error}") from None
+        if not isinstance(obj, dict):
+            raise RegistrationError("node registration failed: the reply holds no Node")
         self.node_uid = obj.get("metadata", {}).get("uid", "")
         self.tracker.last_reported = ""
         log.info("node %s registered (uid %s)", self.node_name, self.node_uid)
@@ -173,35 +175,37 @@ class Edged:
 
     async def _patch_status(self, status: dict[str, Any]) -> None:
         patch = json.dumps({"status": status}, separators=(",", ":"))
-        obj, error = await self._request("patch", f"null/nodepatch/{self.node_name}", patch)
-        if error:
+        try:
+            await self.requests.patch(f"null/nodepatch/{self.node_name}", patch)
+        except StatusError as error:
             self.tracker.last_reported = ""  # try again next round
-            raise RegistrationError(f"node status patch failed: {_message(error)}")
+            raise RegistrationError(f"node status patch failed: {error}") from None
         ready = [c["status"] for c in status["conditions"] if c["type"] == "Ready"]
         log.info("node status reported (Ready=%s)", ready[0] if ready else "?")
 
     async def _renew_lease(self) -> None:
         resource = f"kube-node-lease/lease/{self.node_name}"
         if self.lease is None:
-            found, error = await self._request("query", resource, None)
-            if isinstance(found, dict):
-                self.lease = found
-            elif error and (error.get("ErrStatus") or {}).get("code") != 404:
-                raise RegistrationError(f"lease query failed: {_message(error)}")
+            self.lease = await self._find_lease(resource)
         body = nodes.lease(self.node_name, self.node_uid, self.lease_duration, self.lease)
-        obj, error = await self._request("update" if self.lease else "insert", resource, body)
-        if error:
+        renew = self.requests.update if self.lease else self.requests.insert
+        try:
+            obj = await renew(resource, body)
+        except StatusError as error:
             self.lease = None  # query again next time: it may have been deleted or replaced
-            raise RegistrationError(f"lease renewal failed: {_message(error)}")
+            raise RegistrationError(f"lease renewal failed: {error}") from None
         self.lease = obj if isinstance(obj, dict) else None
+
+    async def _find_lease(self, resource: str) -> dict[str, Any] | None:
+        """The node's Lease as the cloud has it; None when it has none (404: create it)."""
+        try:
+            found = await self.requests.query(resource)
+        except StatusError as error:
+            if error.code != 404:
+                raise RegistrationError(f"lease query failed: {error}") from None
+            return None
+        return found if isinstance(found, dict) else None
 
 
 class RegistrationError(Exception):
     pass
-
-
-def _message(error: Any) -> str:
-    if isinstance(error, dict):
-        status = error.get("ErrStatus") or {}
-        return str(status.get("message") or error)
-    return str(error)

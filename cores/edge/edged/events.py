@@ -4,7 +4,8 @@ Only when ``modules.edged.reportEvent`` is true, as upstream (default false). Ev
 upstream's edged sends them: ``insert <ns>/event/<name>`` with the Event, and repeats of the same
 event as ``patch`` with ``{"event": <Event>, "patchData": "<strategic merge patch>"}`` raising its
 ``count`` (client-go's correlation: same object, reason, message and type within 10 minutes). No
-reply comes back; with the cloud away they are dropped, as kubelet drops what it cannot send.
+reply comes back (:meth:`CloudRequests.tell`); with the cloud away they are dropped, as kubelet
+drops what it cannot send.
 
 Repeats are sent at most every :data:`REPEAT_SECONDS` per event (the count keeps growing in
 between), so a container in back-off does not flood the link.
@@ -19,7 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from cores.beehive import Context, Message
+from cores.link.requests import CloudRequests
 
 log = logging.getLogger("kubeedge.edged")
 
@@ -44,8 +45,8 @@ class _Series:
 
 
 class EventRecorder:
-    def __init__(self, ctx: Context, node_name: str, enabled: bool) -> None:
-        self.ctx = ctx
+    def __init__(self, requests: CloudRequests, node_name: str, enabled: bool) -> None:
+        self.requests = requests
         self.node_name = node_name
         self.enabled = enabled
         self._series: dict[tuple[str, ...], _Series] = {}
@@ -100,9 +101,6 @@ class EventRecorder:
 
     def _send(self, operation: str, event: Mapping[str, Any], content: Any) -> None:
         meta = event["metadata"]
-        message = Message.new(source="edged", group="meta", operation=operation,
-                              resource=f"{meta['namespace']}/event/{meta['name']}", content=content)
-        try:
-            self.ctx.send_nowait("metamanager", message)
-        except Exception as error:  # noqa: BLE001 - an event is never worth failing the pod's work
-            log.debug("event %s not sent: %s", meta["name"], error)
+        # an event is never worth failing or holding up the pod's work: one not queued is dropped
+        if not self.requests.tell(operation, f"{meta['namespace']}/event/{meta['name']}", content):
+            log.debug("event %s not sent: MetaManager takes no messages now", meta["name"])

@@ -25,12 +25,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from cores.beehive import Context, Message, SyncTimeout
+from cores.beehive import Message
 from cores.edge.cri import POD_UID, CriClient, CriError, RuntimeUnavailable, api, labels_for_node
 from cores.edge.edged import podspec, static, volumes
 from cores.edge.edged.backoff import Backoff
 from cores.edge.edged.events import EventRecorder
 from cores.edge.edged.worker import PodWorker
+from cores.link.requests import CloudRequests
+from cores.link.status import ALREADY_EXISTS, CONFLICT, FORBIDDEN, NOT_FOUND, RequestTimeout, StatusError
 
 log = logging.getLogger("kubeedge.edged")
 
@@ -42,19 +44,20 @@ TOKEN_MAX_AGE_SECONDS = 24 * 3600   # kubelet renews a projected token after a d
 TOKEN_REFRESH_FRACTION = 0.2        # ... or once into the last 20% of its lifetime
 MIRROR_RETRY_SECONDS = 30
 TOKEN_RETRY_SECONDS = 10.0          # between renewal attempts that brought nothing newer
+# A mirror delete refused for these reasons is done: the mirror is gone, replaced, or no longer this node's.
+MIRROR_GONE_REASONS = (NOT_FOUND, CONFLICT, FORBIDDEN)
 
 
 class PodManager:
-    def __init__(self, ctx: Context, cri: CriClient, *, node_name: str, node_ip: str, root_directory: str, logs_root: str,
-                 request_timeout: float, report_events: bool = False) -> None:
-        self.ctx = ctx
-        self.events = EventRecorder(ctx, node_name, report_events)
+    def __init__(self, requests: CloudRequests, cri: CriClient, *, node_name: str, node_ip: str, root_directory: str,
+                 logs_root: str, report_events: bool = False) -> None:
+        self.requests = requests
+        self.events = EventRecorder(requests, node_name, report_events)
         self.cri = cri
         self.node_name = node_name
         self.node_ip = node_ip
         self.root_directory = root_directory
         self.logs_root = logs_root
-        self.request_timeout = request_timeout
         self.backoff = Backoff()
         self.workers: dict[str, PodWorker] = {}             # uid -> worker
         self.objects: dict[str, dict[str, Any]] = {}        # "<ns>/<kind>/<name>" -> ConfigMap/Secret
@@ -180,39 +183,36 @@ class PodManager:
 
     async def _create_mirror(self, worker: PodWorker, node_uid: str) -> None:
         body = static.mirror_pod(worker.pod, self.node_name, node_uid)
-        obj, error = await self._send("insert", f"{worker.namespace}/pod/{worker.name}", body)
-        if isinstance(obj, dict) and not error:
-            log.info("static pod %s: mirror pod created (uid %s)", worker.key, (obj.get("metadata") or {}).get("uid"))
-            self._mirror("insert", worker.key, obj)
-        elif (error.get("ErrStatus") or {}).get("reason") != "AlreadyExists":
-            # refused (a manifest naming a service account, say): the pod runs here all the same
-            self.mirror_retry[worker.uid] = asyncio.get_running_loop().time() + MIRROR_RETRY_SECONDS
-            log.warning("static pod %s: mirror pod not created (next try in %ds): %s", worker.key, MIRROR_RETRY_SECONDS,
-                        (error.get("ErrStatus") or {}).get("message") or error)
+        try:
+            obj = await self.requests.insert(f"{worker.namespace}/pod/{worker.name}", body)
+        except StatusError as error:
+            if error.reason != ALREADY_EXISTS:  # AlreadyExists: not a refusal, the next sync looks again
+                self._mirror_refused(worker, str(error))
+            return
+        if not isinstance(obj, dict):
+            self._mirror_refused(worker, "the reply holds no pod")
+            return
+        log.info("static pod %s: mirror pod created (uid %s)", worker.key, (obj.get("metadata") or {}).get("uid"))
+        self._mirror("insert", worker.key, obj)
+
+    def _mirror_refused(self, worker: PodWorker, why: str) -> None:
+        # refused (a manifest naming a service account, say): the pod runs here all the same
+        self.mirror_retry[worker.uid] = asyncio.get_running_loop().time() + MIRROR_RETRY_SECONDS
+        log.warning("static pod %s: mirror pod not created (next try in %ds): %s", worker.key, MIRROR_RETRY_SECONDS, why)
 
     async def _delete_mirror(self, key: str, mirror: dict[str, Any]) -> None:
         namespace, name = key.split("/", 1)
         uid = (mirror.get("metadata") or {}).get("uid")
-        obj, error = await self._send("delete", f"{namespace}/pod/{name}", {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}})
-        reason = (error.get("ErrStatus") or {}).get("reason")
-        if not error or reason in ("NotFound", "Conflict", "Forbidden"):
-            # gone, replaced, or no longer this node's to delete: in any case not ours to wait for
-            log.info("mirror pod %s (%s) deleted: its static pod is gone or changed%s", key, uid, f" ({reason})" if reason else "")
-            self._mirror("delete", key, mirror)
-
-    async def _send(self, operation: str, resource: str, content: Any) -> tuple[Any, dict[str, Any]]:
-        """A request to the cloud through MetaManager: (Object or the bare answer, Err or {})."""
-        message = Message.new(source="edged", group="meta", operation=operation, resource=resource, content=content)
+        reason = ""
         try:
-            reply = await self.ctx.send_sync("metamanager", message, self.request_timeout)
-        except SyncTimeout as error:
-            return None, {"ErrStatus": {"message": str(error)}}
-        content = reply.content
-        if isinstance(content, dict) and ("Err" in content or "Object" in content):
-            return content.get("Object"), content.get("Err") or {}
-        if isinstance(content, dict) and content.get("ErrStatus"):
-            return None, content
-        return content, {}
+            await self.requests.delete(f"{namespace}/pod/{name}", {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}})
+        except StatusError as error:
+            if error.reason not in MIRROR_GONE_REASONS:
+                return  # the next sync tries again
+            reason = error.reason
+        # gone, replaced, or no longer this node's to delete: in any case not ours to wait for
+        log.info("mirror pod %s (%s) deleted: its static pod is gone or changed%s", key, uid, f" ({reason})" if reason else "")
+        self._mirror("delete", key, mirror)
 
     def _object(self, operation: str, kind: str, namespace: str, name: str, obj: dict[str, Any] | None) -> None:
         key = f"{namespace}/{kind}/{name}"
@@ -293,28 +293,15 @@ class PodManager:
             self.renewals.pop(key, None)
 
     async def _query(self, resource: str, content: Any = None) -> dict[str, Any] | None:
-        message = Message.new(source="edged", group="meta", operation="query", resource=resource, content=content)
+        """The object the cloud (or MetaManager's store) has; None on any refusal or failure."""
         try:
-            reply = await self.ctx.send_sync("metamanager", message, self.request_timeout)
-        except SyncTimeout as error:
+            found = await self.requests.query(resource, content)
+        except RequestTimeout as error:
             log.warning("%s", error)
             return None
-        content = reply.content
-        if isinstance(content, str):
-            try:
-                content = json.loads(content)
-            except ValueError:
-                return None
-        if isinstance(content, list) and content:  # upstream's local answer: a list of JSON strings
-            content = content[0]
-            content = json.loads(content) if isinstance(content, str) else content
-        if not isinstance(content, dict):
+        except StatusError:
             return None
-        if "Err" in content or "Object" in content:
-            if content.get("Err"):
-                return None
-            content = content.get("Object")
-        return content if isinstance(content, dict) and content.get("metadata") is not None else None
+        return found if isinstance(found, dict) and found.get("metadata") is not None else None
 
     # -- runtime changes ---------------------------------------------------------------------------
     async def _relist(self) -> None:

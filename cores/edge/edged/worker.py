@@ -22,12 +22,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cores.beehive import Message, SyncTimeout
 from cores.edge.cri import CONTAINER_NAME, CriError, api
 from cores.edge.edged import podspec, volumes
 from cores.edge.edged.probes import ContainerProbes
 from cores.edge.edged.static import CONFIG_MIRROR
 from cores.edge.edged.status import ContainerView, StatusTracker, from_nanoseconds, patch_text, terminal_phase
+from cores.link.status import RequestTimeout, StatusError
 
 if TYPE_CHECKING:
     from cores.edge.edged.pods import PodManager
@@ -563,17 +563,14 @@ class PodWorker:
 
     async def _request_delete(self) -> None:
         """Ask the cloud to delete the pod now that it has stopped (kubelet's final status manager step)."""
-        content = {"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}}
-        message = Message.new(source="edged", group="meta", operation="delete", resource=f"{self.namespace}/pod/{self.name}",
-                              content=content)
+        options = {"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}}
         try:
-            reply = await self.manager.ctx.send_sync("metamanager", message, self.manager.request_timeout)
-        except SyncTimeout as error:
+            await self.manager.requests.delete(f"{self.namespace}/pod/{self.name}", options)
+        except RequestTimeout as error:
             log.warning("pod %s: delete request: %s", self.key, error)
             return
-        error = reply.content.get("Err") if isinstance(reply.content, dict) else None
-        if error:
-            log.info("pod %s: delete request not done yet: %s", self.key, (error.get("ErrStatus") or {}).get("message"))
+        except StatusError as error:
+            log.info("pod %s: delete request not done yet: %s", self.key, error)
             return
         self.delete_requested = True
         log.info("pod %s: asked the cloud to delete it", self.key)
@@ -638,15 +635,10 @@ class PodWorker:
             uid = self.report_uid()
             if status is None or not self.tracker.changed(status) or uid is None:
                 continue  # no mirror pod yet: mirror_changed() brings us back
-            message = Message.new(source="edged", group="meta", operation="patch",
-                                  resource=f"{self.namespace}/podpatch/{self.name}", content=patch_text(uid, status))
             try:
-                reply = await self.manager.ctx.send_sync("metamanager", message, self.manager.request_timeout)
-                error = reply.content.get("Err") if isinstance(reply.content, dict) else None
-            except SyncTimeout as timeout:
-                error = {"ErrStatus": {"message": str(timeout)}}
-            if error:
-                log.debug("pod %s: status not reported: %s", self.key, (error.get("ErrStatus") or {}).get("message"))
+                await self.manager.requests.patch(f"{self.namespace}/podpatch/{self.name}", patch_text(uid, status))
+            except StatusError as error:  # any error: the same status again, once connected or after a pause
+                log.debug("pod %s: status not reported: %s", self.key, error)
                 await self.manager.wait_connected_or(REPORT_RETRY_SECONDS)
                 self.report_due.set()
                 continue
