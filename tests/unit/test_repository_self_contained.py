@@ -1,13 +1,16 @@
 """The tests need nothing outside the repository: the upstream captures are in tests/testdata/.
 
 Every test reaches the captures through ``tests.captures.UPSTREAM``, a path computed from that module's
-own location. This scan fails when a test source names test data some other way:
+own location. Two scans of the test sources:
 
-* ``testdata`` is named only by tests/captures.py (everything else goes through ``UPSTREAM``);
+Self-contained (a test reading data from outside the repository fails in a clean clone):
 * no reference to the sibling ``shared`` directory (``/work/shared``, ``../shared``, ``parent / "shared"``)
   leads to test data (a ``testdata`` directory or one of the capture files);
 * no path computed from ``__file__`` (``.parent``, ``.parents[n]``) climbs above the repository root;
 * nothing names this checkout by its absolute path.
+
+One way in (kept apart so a failure says which rule was broken):
+* ``testdata`` is named only by tests/captures.py; everything else goes through ``UPSTREAM``.
 
 Left open on purpose: optional upstream binaries for interop tests (cloudcore, edgecore, kube-apiserver)
 are expected to come from environment variables, which are neither test data nor paths written in the
@@ -65,13 +68,21 @@ def _climb(node: ast.AST, names: dict[str, int]) -> int | None:
     return None
 
 
-def problems(path: Path, text: str, *, may_name_testdata: bool = False) -> list[str]:
+def _where(path: Path) -> Path:
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
+
+
+def bypasses(path: Path, text: str) -> list[str]:
+    """Lines of one source that name the test data directory instead of using tests.captures.UPSTREAM."""
+    return [f"{_where(path)}:{number}: names testdata directly (use tests.captures.UPSTREAM): {line.strip()}"
+            for number, line in enumerate(text.splitlines(), 1) if TESTDATA_WORD.search(line)]
+
+
+def outside(path: Path, text: str) -> list[str]:
     """What in one source refers to test data outside the repository (empty when nothing does)."""
     found: list[str] = []
-    where = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    where = _where(path)
     for number, line in enumerate(text.splitlines(), 1):
-        if not may_name_testdata and TESTDATA_WORD.search(line):
-            found.append(f"{where}:{number}: names testdata directly (use tests.captures.UPSTREAM): {line.strip()}")
         if SHARED.search(line) and TEST_DATA_HINT.search(line):
             found.append(f"{where}:{number}: reads test data from the sibling shared directory: {line.strip()}")
         if str(REPO) in line:
@@ -84,13 +95,15 @@ def problems(path: Path, text: str, *, may_name_testdata: bool = False) -> list[
             climbed = _climb(node.value, names)
             if climbed is not None:
                 names[node.targets[0].id] = climbed
+    highest: dict[int, tuple[int, str]] = {}  # line -> the highest climb on it, as (levels, expression)
     for node in ast.walk(ast.parse(text)):
         if not isinstance(node, (ast.Attribute, ast.Subscript)):
             continue
         climbed = _climb(node, names)
-        if climbed is not None and climbed > depth_to_repo:
-            found.append(f"{where}:{node.lineno}: climbs {climbed - depth_to_repo} level(s) above the repository: "
-                         f"{ast.unparse(node)}")
+        if climbed is not None and climbed > max(depth_to_repo, highest.get(node.lineno, (0, ""))[0]):
+            highest[node.lineno] = (climbed, ast.unparse(node))
+    for lineno, (climbed, expression) in sorted(highest.items()):
+        found.append(f"{where}:{lineno}: climbs {climbed - depth_to_repo} level(s) above the repository: {expression}")
     return found
 
 
@@ -104,16 +117,20 @@ def test_captures_are_inside_the_repository() -> None:
 
 
 def test_captures_module_computes_its_path() -> None:
-    assert problems(CAPTURES_MODULE, CAPTURES_MODULE.read_text(), may_name_testdata=True) == []
+    assert outside(CAPTURES_MODULE, CAPTURES_MODULE.read_text()) == []
     literals = [node.value for node in ast.walk(ast.parse(CAPTURES_MODULE.read_text()))
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("/")]
     assert literals == []
 
 
 def test_no_test_reads_test_data_from_outside_the_repository() -> None:
-    found = [problem for path in sources()
-             for problem in problems(path, path.read_text(), may_name_testdata=path == CAPTURES_MODULE)]
+    found = [problem for path in sources() for problem in outside(path, path.read_text())]
     assert sources() and found == [], "\n".join(found)
+
+
+def test_test_data_is_reached_through_captures_upstream() -> None:
+    found = [problem for path in sources() if path != CAPTURES_MODULE for problem in bypasses(path, path.read_text())]
+    assert found == [], "\n".join(found)
 
 
 # --- the scan itself catches what it should, and only that ------------------------------------
@@ -125,25 +142,38 @@ FLAGGED = [
     'TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "upstream-v1.23"',
     'frames = Path("../shared/captures/pod.jsonl").read_text()',
     'JOIN = "/work/shared/upstream-v1.23/join.jsonl"',
-    'OUTSIDE = Path(__file__).resolve().parents[3] / "captures"',
-    'HERE = Path(__file__).resolve().parent\nUP = HERE.parent.parent.parent / "elsewhere"',
+    'OUTSIDE = Path(__file__).resolve().parents[4] / "captures"',
+    'HERE = Path(__file__).resolve().parent\nUP = HERE.parent.parent.parent.parent / "elsewhere"',
+]
+
+BYPASSING = [  # inside the repository, but not through tests.captures.UPSTREAM
+    'CAPTURES = Path(__file__).resolve().parents[2] / "testdata" / "upstream-v1.23"',
+    'DEFAULTS = Path(__file__).resolve().parents[1] / "testdata/upstream-v1.23/defaultconfig"',
 ]
 
 ALLOWED = [
     'from tests.captures import UPSTREAM\nframes = (UPSTREAM / "pod.jsonl").read_text()',
     'CLOUDCORE = os.environ.get("KUBEEDGE_UPSTREAM_CLOUDCORE")',
-    'REPO = Path(__file__).resolve().parents[2]\nsubprocess.run(["x"], cwd=REPO)',
+    'REPO = Path(__file__).resolve().parents[3]\nsubprocess.run(["x"], cwd=REPO)',
     'cmd = ["sh", "-c", "echo one >> /work/order"]',
     'printed = keadm("run", "edge", "--defaultconfig")',
     '"""Pods on a shared containerd."""',
 ]
 
 
+EXAMPLE = TESTS / "unit" / "link" / "test_example.py"
+
+
 @pytest.mark.parametrize("source", FLAGGED)
-def test_scan_flags(source: str) -> None:
-    assert problems(TESTS / "unit" / "test_example.py", source)
+def test_scan_flags_outside(source: str) -> None:
+    assert outside(EXAMPLE, source)
+
+
+@pytest.mark.parametrize("source", BYPASSING)
+def test_scan_flags_bypass_only(source: str) -> None:
+    assert bypasses(EXAMPLE, source) and outside(EXAMPLE, source) == []
 
 
 @pytest.mark.parametrize("source", ALLOWED)
 def test_scan_allows(source: str) -> None:
-    assert problems(TESTS / "unit" / "test_example.py", source) == []
+    assert outside(EXAMPLE, source) == [] and bypasses(EXAMPLE, source) == []
