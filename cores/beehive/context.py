@@ -118,7 +118,7 @@ class Context:
     # request / response -------------------------------------------------------------------
     async def send_sync(self, module: str, message: Message, timeout: float) -> Message:
         """Send ``message`` and wait for the response whose ``parent_msg_id`` is its id."""
-        message.header.sync = True
+        message = message.with_header(sync=True)
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiting[message.msg_id] = future
         try:

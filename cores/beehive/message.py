@@ -5,6 +5,12 @@ Field names and their JSON spelling follow ``beehive/pkg/core/model/message.go``
 (only when set), ``type`` (only when set); route keys ``source``, ``destination``, ``group``,
 ``operation``, ``resource`` (each only when set). ``sync`` lives in the header for in-process use
 but is never put on the wire: upstream's ``WriteMessageAsync`` always clears it.
+
+A message is frozen: nothing changes it in flight. A reply, a re-routed copy (the hubs add and
+strip the ``node/<id>/`` prefix) or a copy marked ``sync`` is a new object made with
+:meth:`Message.with_resource`, :meth:`Message.with_header` or :meth:`Message.response`. The
+``content`` value itself is JSON data handed on by reference: modules that need a changed body
+build a new one instead of editing what they received.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class MessageHeader:
     msg_id: str = ""
     parent_msg_id: str = ""
@@ -42,7 +48,7 @@ class MessageHeader:
     type: str = ""
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class MessageRoute:
     source: str = ""
     destination: str = ""
@@ -51,7 +57,7 @@ class MessageRoute:
     resource: str = ""
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Message:
     """One beehive message. ``content`` is any JSON value (object, list, string, number, null)."""
 
@@ -99,6 +105,14 @@ class Message:
             content=content,
             parent_msg_id=self.header.msg_id,
         )
+
+    def with_resource(self, resource: str) -> Message:
+        """The same message (same id) routed to another resource string: the hubs' prefix changes."""
+        return dataclasses.replace(self, route=dataclasses.replace(self.route, resource=resource))
+
+    def with_header(self, **changes: Any) -> Message:
+        """The same message with header fields changed (``sync``, ``parent_msg_id``, ...)."""
+        return dataclasses.replace(self, header=dataclasses.replace(self.header, **changes))
 
     @property
     def msg_id(self) -> str:

@@ -47,9 +47,21 @@ def test_zero_value_frame_from_sigterm() -> None:
 
 def test_sync_is_never_on_the_wire() -> None:
     message = Message.new(source="a", group="b", operation="insert", resource="default/pod/x")
-    message.header.sync = True
+    message = message.with_header(sync=True)
     assert "sync" not in encode(message)
     assert decode('{"header":{"msg_id":"x","sync":true},"route":{},"content":1}').header.sync is True
+
+
+def test_messages_are_frozen() -> None:
+    import dataclasses
+
+    import pytest
+
+    message = Message.new(source="a", group="b", operation="insert", resource="default/pod/x")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        message.route.resource = "node/n/default/pod/x"  # type: ignore[misc]
+    moved = message.with_resource("node/n/default/pod/x")
+    assert (moved.msg_id, moved.route.resource, message.route.resource) == (message.msg_id, "node/n/default/pod/x", "default/pod/x")
 
 
 def test_go_html_escaping() -> None:

@@ -15,36 +15,13 @@ from typing import Any
 from cores.beehive import Context, Message
 from cores.cloud.cloudhub import bootstrap, credentials, objectsync
 from cores.cloud.cloudhub.hub import Hub, HubSettings
-from cores.cloud.cloudhub.reliable import RESEND_INTERVAL, Entry, NodeQueue, version
 from cores.cloud.kube import Kube, KubeError
 from cores.common.config import Config
-from cores.common.resource import ResourceError, parse_object, split_node_prefix
+from cores.common.resource import ResourceError, split_node_prefix
+from cores.common.tasks import TaskSupervisor
+from cores.link import contracts, routing
+from cores.link.reliable import Entry, NodeQueue, version
 from cores.wire import Limits
-
-ACKED_TYPES = frozenset({"pod", "configmap", "secret", "device", "devicemodel"})
-ACKED_RESPONSE_TYPES = frozenset({"configmap", "secret", "persistentvolume", "persistentvolumeclaim", "volumeattachment"})
-
-
-def needs_ack(message: Message) -> bool:
-    """Upstream's rule (doc 4.2): object pushes and object-carrying query replies are acked."""
-    if message.route.group != "resource":
-        return False
-    try:
-        kind = parse_object(message.route.resource).type
-    except ResourceError:
-        return False
-    operation = message.route.operation
-    if operation in ("insert", "update", "delete"):
-        return kind in ACKED_TYPES or (kind == "node" and operation == "update")
-    if operation == "response":
-        content = message.content
-        return kind in ACKED_RESPONSE_TYPES and isinstance(content, dict) and "metadata" in content
-    return False
-
-
-def object_uid(message: Message) -> str:
-    content = message.content if isinstance(message.content, dict) else {}
-    return str((content.get("metadata") or {}).get("uid") or "")
 
 log = logging.getLogger("kubeedge.cloudhub")
 
@@ -59,10 +36,9 @@ class CloudHub:
         self.kube = kube
         self.hub: Hub | None = None
         self._runners: list[Any] = []
-        self._refresher: asyncio.Task[None] | None = None
+        self.tasks = TaskSupervisor(self.name)
         self.queues: dict[str, NodeQueue] = {}
-        self.connected: dict[str, asyncio.Event] = {}
-        self._senders: dict[str, asyncio.Task[None]] = {}
+        self._wakes: dict[str, asyncio.Event] = {}  # per node: its queue has something new
         self._recording: dict[tuple[str, str], asyncio.Task[None]] = {}  # ObjectSync creations in flight
         self.queue_limit = 10_000  # objects waiting per node; see reliable.py for the policy
 
@@ -83,18 +59,33 @@ class CloudHub:
             host=hub.websocket.address, port=int(hub.websocket.port), keepalive_timeout=float(hub.keepaliveInterval),
             node_limit=int(hub.nodeLimit), authorization=bool(hub.authorization.enable),
             authorization_debug=bool(hub.authorization.debug), frame_limits=Limits(),
-        ), on_ack=self._on_ack, on_session=self._on_session)
+            owner=self.name,
+        ))
         if hub.websocket.enable:
             await self.hub.start(bootstrap.tls_context(ca_file, cert_file, key_file, require_client=True))
-        self._refresher = asyncio.create_task(self._refresh_token(creds))
+        self.tasks.keep(lambda: self._refresh_token(creds), "token-refresh")
+        mailbox = asyncio.create_task(self._read_mailbox(ctx), name="cloudhub-mailbox")
+        failed = asyncio.create_task(self.tasks.failed(), name="cloudhub-supervision")
+        try:
+            done, _ = await asyncio.wait([mailbox, failed], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a supervised task that gave up stops CloudCore loudly
+        finally:
+            mailbox.cancel()
+            failed.cancel()
+
+    async def _read_mailbox(self, ctx: Context) -> None:
         while True:
-            await self._downstream(await ctx.receive(self.name))
+            message = await ctx.receive(self.name)
+            if routing.is_ack_event(message):
+                self._on_ack(message)
+            elif routing.is_session_event(message):
+                self._on_session(message.route.resource.split("/", 1)[-1], message.route.operation == "connected")
+            else:
+                await self._downstream(message)
 
     async def stop(self) -> None:
-        for sender in self._senders.values():
-            sender.cancel()
-        if self._refresher is not None:
-            self._refresher.cancel()
+        await self.tasks.close()
         if self.hub is not None:
             await self.hub.stop()
         for runner in self._runners:
@@ -128,16 +119,15 @@ class CloudHub:
     async def _downstream(self, message: Message) -> None:
         """A message from a cloud module to a node: strip the prefix, then queue it or send it now."""
         try:
-            node_id, resource = split_node_prefix(message.route.resource)
+            node_id, message = routing.to_edge(message)
         except ResourceError as error:
             log.error("cannot route %s to a node: %s", message.describe(), error)
             return
         if message.route.operation == "forget":  # EdgeController: the node was deleted
             self._forget(node_id)
             return
-        message.route.resource = resource
         assert self.hub is not None
-        if needs_ack(message) and object_uid(message):
+        if contracts.needs_ack(message) and contracts.object_uid(message):
             await self._enqueue(node_id, message)
         elif not await self.hub.send_to_node(node_id, message):
             log.info("node %s is not connected: %s not sent", node_id, message.describe())
@@ -147,30 +137,37 @@ class CloudHub:
         queue = self.queues.get(node_id)
         if queue is None:
             queue = self.queues[node_id] = NodeQueue(node_id, self.queue_limit)
-            self.connected.setdefault(node_id, asyncio.Event())
-            self._senders[node_id] = asyncio.create_task(self._send_queued(queue))
+            self._wakes[node_id] = asyncio.Event()
+            queue.set_connected(self.hub is not None and node_id in self.hub.sessions)
+            self.tasks.keep(lambda: self._send_queued(queue), f"send-{node_id}")
         return queue
 
+    def _wake(self, node_id: str) -> None:
+        wake = self._wakes.get(node_id)
+        if wake is not None:
+            wake.set()
+
     def _forget(self, node_id: str) -> None:
-        sender = self._senders.pop(node_id, None)
-        if sender is not None:
-            sender.cancel()
+        self.tasks.cancel(f"send-{node_id}")
         self.queues.pop(node_id, None)
-        self.connected.pop(node_id, None)
+        self._wakes.pop(node_id, None)
         log.info("forgot node %s and its queue", node_id)
 
     async def _enqueue(self, node_id: str, message: Message) -> None:
         queue = self._queue(node_id)
-        uid = object_uid(message)
-        first_time = uid not in queue.acked and message.route.operation != "delete"
-        if not queue.enqueue(message, uid, message.route.operation == "delete"):
+        uid = contracts.object_uid(message)
+        delete = message.route.operation == "delete"
+        first_time = uid not in queue.acked and not delete
+        if not queue.enqueue(message, uid, delete):
             if len(queue.pending) >= queue.limit:
                 log.warning("queue of node %s is full (%d): %s left to SyncController", node_id, queue.limit, message.describe())
             return
+        self._wake(node_id)
         if first_time and message.route.operation != "response":
             # In the background: the mailbox must not wait on two API calls per push. The ack's
             # bookkeeping waits for this record first (see _record_ack).
-            self._recording[(node_id, uid)] = asyncio.create_task(self._record_queued(node_id, uid, message.content))
+            self._recording[(node_id, uid)] = self.tasks.spawn(self._record_queued(node_id, uid, message.content),
+                                                               f"objectsync-{node_id}")
 
     async def _record_queued(self, node_id: str, uid: str, obj: Any) -> None:
         try:
@@ -179,35 +176,36 @@ class CloudHub:
             log.warning("cannot record ObjectSync for %s on %s: %s", uid, node_id, error)
 
     async def _send_queued(self, queue: NodeQueue) -> None:
-        """One message at a time for this node, resent every 5 s until the node acks it."""
+        """The adapter of the node's queue: send what it says, sleep until it says to wake."""
         assert self.hub is not None
-        connected = self.connected[queue.node]
+        loop = asyncio.get_running_loop()
+        wake = self._wakes[queue.node]
         while True:
-            entry = queue.start_next()
-            if entry is None:
-                await queue.ready.wait()
+            wake.clear()
+            message = queue.poll(loop.time())
+            if message is not None:
+                await self.hub.send_to_node(queue.node, message)
                 continue
-            while queue.in_flight is entry:
-                await connected.wait()
-                await self.hub.send_to_node(queue.node, entry.message)
-                try:
-                    await asyncio.wait_for(queue.ack_received.wait(), RESEND_INTERVAL)
-                except TimeoutError:
-                    log.debug("no ack from %s for %s yet: resending", queue.node, entry.message.describe())
+            wake_at = queue.wake_at()
+            timeout = None if wake_at is None else max(wake_at - loop.time(), 0.0)
+            try:
+                await asyncio.wait_for(wake.wait(), timeout)
+            except TimeoutError:
+                pass
 
-    async def _on_ack(self, message: Message) -> None:
+    def _on_ack(self, message: Message) -> None:
         node_id, _ = split_node_prefix(message.route.resource)
         queue = self.queues.get(node_id)
         entry = queue.ack(message.parent_msg_id) if queue is not None else None
         if entry is not None:
-            asyncio.create_task(self._record_ack(node_id, entry))
+            self._wake(node_id)
+            self.tasks.spawn(self._record_ack(node_id, entry), f"record-ack-{node_id}")
 
     async def _record_ack(self, node_id: str, entry: Entry) -> None:
         recording = self._recording.pop((node_id, entry.uid), None)
         if recording is not None:
             await recording
-        content = entry.message.content if isinstance(entry.message.content, dict) else {}
-        namespace = (content.get("metadata") or {}).get("namespace")
+        namespace = contracts.object_namespace(entry.message)
         try:
             if entry.delete:
                 await objectsync.remove(self.kube, node_id, namespace, entry.uid)
@@ -217,12 +215,10 @@ class CloudHub:
             log.warning("cannot record the ack of %s by %s: %s", entry.uid, node_id, error)
 
     def _on_session(self, node_id: str, connected: bool) -> None:
-        event = self.connected.setdefault(node_id, asyncio.Event())
-        if connected:
-            event.set()
-            self._queue(node_id)
-        else:
-            event.clear()
+        queue = self._queue(node_id) if connected else self.queues.get(node_id)
+        if queue is not None:
+            queue.set_connected(connected)
+            self._wake(node_id)
 
     async def _load_acked(self) -> None:
         """What nodes acked before this CloudCore started, from their ObjectSyncs."""

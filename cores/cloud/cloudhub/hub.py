@@ -1,11 +1,15 @@
 """CloudHub's WebSocket server (port 10000): one session per edge node over mutual TLS.
 
+A thin adapter between websockets and the link core: admission and frames here, decisions in
+:mod:`cores.link.routing` and timing in :mod:`cores.link.session`.
+
 Admission (before the upgrade): the client certificate must chain to the KubeEdge CA (TLS does
 that) and, with ``authorization.enable`` (our default), its CN must be ``system:node:<Node_id>``;
 ``Connectionuse: msg`` and ``Node_id`` are required; ``nodeLimit`` caps sessions. A new
-connection for a node replaces the old one. Upstream traffic gets the ``node/<id>/`` prefix and
-goes to EdgeController (DeviceController for the twin); keepalives reset the session's
-deadline and nothing else; a malformed or oversized frame is logged with the node's name and
+connection for a node replaces the old one. What a node sends is routed by the link's table:
+keepalives reset the session's deadline, control frames are answered, replies and acks go to
+their waiter or to CloudHub's mailbox (the ack queues), everything else to its module group with
+the ``node/<id>/`` prefix. A malformed or oversized frame is logged with the node's name and
 dropped, and a node that keeps sending them is disconnected, without touching other sessions.
 """
 
@@ -16,7 +20,6 @@ import dataclasses
 import http
 import logging
 import ssl
-import time
 from typing import Any
 
 import websockets
@@ -24,17 +27,19 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.http11 import Request, Response
 
 from cores.beehive import Context, Message
-from cores.beehive.message import OP_KEEPALIVE, OP_RESPONSE
-from cores.common.resource import add_node_prefix
+from cores.common.tasks import TaskSupervisor
+from cores.link import routing
+from cores.link.routing import Action
+from cores.link.session import KeepaliveDeadline, MalformedWindow
 from cores.wire import CodecError, Limits, decode, encode
 
 log = logging.getLogger("kubeedge.cloudhub")
 
 NODE_CN_PREFIX = "system:node:"
-CONTROL_OPERATIONS = frozenset({"ping", "pong", "config"})
 # websockets refuses frames past this before we see them; the codec's own limit (smaller) drops
 # an oversized message without closing the session.
 HARD_FRAME_LIMIT = 16 * 1024 * 1024
+REAP_SECONDS = 1.0
 
 
 @dataclasses.dataclass
@@ -47,31 +52,20 @@ class HubSettings:
     authorization_debug: bool
     frame_limits: Limits = Limits()
     malformed_threshold: int = 20  # malformed frames per minute before the session is closed
+    owner: str = "cloudhub"        # the module that gets acks and session events in its mailbox
 
 
 class NodeSession:
-    """One connected node: its connection, keepalive deadline and count of malformed frames."""
+    """One connected node: its connection, keepalive deadline and window of malformed frames."""
 
     sent_total = 0  # messages sent to all edges (process-wide counter for the traffic log line)
 
-    def __init__(self, node_id: str, connection: ServerConnection, keepalive_timeout: float) -> None:
+    def __init__(self, node_id: str, connection: ServerConnection, keepalive_timeout: float, malformed_threshold: int,
+                 now: float) -> None:
         self.node_id = node_id
         self.connection = connection
-        self.keepalive_timeout = keepalive_timeout
-        self.deadline = time.monotonic() + keepalive_timeout
-        self._malformed: list[float] = []
-
-    def keepalive(self) -> None:
-        self.deadline = time.monotonic() + self.keepalive_timeout
-
-    def expired(self, now: float) -> bool:
-        return now > self.deadline
-
-    def count_malformed(self, threshold: int) -> bool:
-        """Record one malformed frame; True when the node has sent too many in the last minute."""
-        now = time.monotonic()
-        self._malformed = [t for t in self._malformed if now - t < 60] + [now]
-        return len(self._malformed) > threshold
+        self.keepalive = KeepaliveDeadline(keepalive_timeout, now)
+        self.malformed = MalformedWindow(malformed_threshold)
 
     async def send(self, message: Message) -> None:
         await self.connection.send(encode(message))
@@ -79,22 +73,20 @@ class NodeSession:
 
 
 class Hub:
-    def __init__(self, ctx: Context, settings: HubSettings, on_ack: Any = None, on_session: Any = None) -> None:
+    def __init__(self, ctx: Context, settings: HubSettings) -> None:
         self.ctx = ctx
         self.settings = settings
-        self.on_ack = on_ack  # async (node, message): an edge ack for a queued push
-        self.on_session = on_session  # (node, connected: bool)
         self.sessions: dict[str, NodeSession] = {}
         self.received = 0  # messages from edges
+        self.tasks = TaskSupervisor("cloudhub-sessions")
         self._server: Server | None = None
-        self._reaper: asyncio.Task[None] | None = None
 
     async def start(self, tls: ssl.SSLContext) -> None:
         self._server = await websockets.serve(
             self._handle, self.settings.host, self.settings.port, ssl=tls, process_request=self._admit,
             max_size=HARD_FRAME_LIMIT, ping_interval=None, compression=None, server_header=None,
         )
-        self._reaper = asyncio.create_task(self._expire_sessions())
+        self.tasks.keep(self._expire_sessions, "keepalive-reaper")
         log.info("websocket server listening on %s:%d", self.settings.host, self.settings.port)
 
     def traffic(self) -> str:
@@ -102,8 +94,7 @@ class Hub:
 
     async def stop(self) -> None:
         log.info("%s", self.traffic())
-        if self._reaper is not None:
-            self._reaper.cancel()
+        await self.tasks.close()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -135,86 +126,78 @@ class Hub:
     # sessions -------------------------------------------------------------------------------
     async def _handle(self, connection: ServerConnection) -> None:
         node_id = connection.request.headers["Node_id"].strip() if connection.request else ""
-        session = NodeSession(node_id, connection, self.settings.keepalive_timeout)
+        now = asyncio.get_running_loop().time()
+        session = NodeSession(node_id, connection, self.settings.keepalive_timeout, self.settings.malformed_threshold, now)
         previous = self.sessions.get(node_id)
         self.sessions[node_id] = session
         if previous is not None:
             log.info("node %s connected again: closing its previous session", node_id)
             await previous.connection.close(4000, "replaced by a new connection")
         log.info("node %s connected from %s", node_id, connection.remote_address[0] if connection.remote_address else "?")
-        await self._notify(node_id, "connected")
+        await self._notify(node_id, True)
         try:
             async for frame in connection:
                 await self._on_frame(session, frame)
         except websockets.ConnectionClosed:
             pass
         finally:
-            if self.sessions.get(node_id) is session:
-                del self.sessions[node_id]
-                await self._notify(node_id, "disconnected")
+            await self._end(session)
             log.info("node %s disconnected", node_id)
 
-    async def _notify(self, node_id: str, event: str) -> None:
-        """Tell cloud modules (EdgeController, SyncController) that a node came or went."""
-        if self.on_session is not None:
-            self.on_session(node_id, event == "connected")
-        message = Message.new(source="cloudhub", group="resource", operation=event, resource=f"node/{node_id}")
-        for group in ("edgecontroller", "synccontroller"):
+    async def _end(self, session: NodeSession) -> None:
+        if self.sessions.get(session.node_id) is session:
+            del self.sessions[session.node_id]
+            await self._notify(session.node_id, False)
+
+    async def _notify(self, node_id: str, connected: bool) -> None:
+        """Tell CloudHub's queues and the cloud modules (EdgeController, SyncController) that a node came or went."""
+        message = routing.session_event(node_id, connected)
+        if self.settings.owner in self.ctx.modules():
+            await self.ctx.send(self.settings.owner, message)
+        for group in routing.SESSION_EVENT_GROUPS:
             if self.ctx.group_members(group):
                 await self.ctx.send_to_group(group, message)
 
     async def _expire_sessions(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(1)
-            now = time.monotonic()
+            await asyncio.sleep(REAP_SECONDS)
+            now = loop.time()
             for session in list(self.sessions.values()):
-                if session.expired(now):
+                if session.keepalive.expired(now):
                     log.warning("node %s sent no keepalive for %gs: closing its session",
                                 session.node_id, self.settings.keepalive_timeout)
-                    asyncio.create_task(session.connection.close(4001, "keepalive timeout"))
-                    if self.sessions.get(session.node_id) is session:
-                        del self.sessions[session.node_id]
-                        await self._notify(session.node_id, "disconnected")
+                    self.tasks.spawn(session.connection.close(4001, "keepalive timeout"), f"close-{session.node_id}")
+                    await self._end(session)
 
     # upstream -------------------------------------------------------------------------------
     async def _on_frame(self, session: NodeSession, frame: str | bytes) -> None:
         self.received += 1
+        loop = asyncio.get_running_loop()
         try:
             message = decode(frame, self.settings.frame_limits)
         except CodecError as error:
             log.warning("node %s sent a bad frame, dropped: %s", session.node_id, error)
-            if session.count_malformed(self.settings.malformed_threshold):
+            if session.malformed.record(loop.time()):
                 log.error("node %s keeps sending bad frames: closing its session", session.node_id)
                 await session.connection.close(1008, "too many malformed frames")
             return
-        await self.dispatch_upstream(session, message)
+        await self.dispatch(session, message, loop.time())
 
-    async def dispatch_upstream(self, session: NodeSession, message: Message) -> None:
-        operation = message.route.operation
-        if operation == OP_KEEPALIVE:
-            session.keepalive()
-            return
-        if operation in CONTROL_OPERATIONS:
-            await session.send(message.response("ack"))
-            return
-        if not message.route.resource:
-            log.debug("node %s sent a message without resource (%s), ignored", session.node_id, message.describe())
-            return
-        message.route.resource = add_node_prefix(session.node_id, message.route.resource)
-        if operation == OP_RESPONSE:
-            if not self.ctx.send_response(message):
-                await self._deliver_ack(message)
-            return
-        group = "devicecontroller" if message.route.source == "twin" else "edgecontroller"
-        if not self.ctx.group_members(group):
-            log.debug("no %s module for %s from node %s", group, message.describe(), session.node_id)
-            return
-        await self.ctx.send_to_group(group, message)
-
-    async def _deliver_ack(self, message: Message) -> None:
-        """An edge ack (or a reply nobody waits for): the reliable queues match it by parent id."""
-        if self.on_ack is not None:
-            await self.on_ack(message)
+    async def dispatch(self, session: NodeSession, message: Message, now: float) -> None:
+        decision = routing.from_edge(session.node_id, message)
+        if decision.action is Action.KEEPALIVE:
+            session.keepalive.seen(now)
+        elif decision.action is Action.ANSWER:
+            await session.send(decision.message)
+        elif decision.action is Action.RESPONSE:
+            # a reply a cloud module waits for, else an edge ack for CloudHub's queues
+            if not self.ctx.send_response(decision.message) and self.settings.owner in self.ctx.modules():
+                await self.ctx.send(self.settings.owner, routing.ack_event(decision.message))
+        elif decision.action is Action.DELIVER and self.ctx.group_members(decision.group):
+            await self.ctx.send_to_group(decision.group, decision.message)
+        else:
+            log.debug("node %s: %s dropped (%s)", session.node_id, message.describe(), decision.reason or "no module")
 
     # downstream -----------------------------------------------------------------------------
     async def send_to_node(self, node_id: str, message: Message) -> bool:

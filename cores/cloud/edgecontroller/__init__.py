@@ -18,12 +18,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cores.beehive import Context, Message
-from cores.beehive.message import OP_RESPONSE
 from cores.cloud.edgecontroller import downstream
 from cores.cloud.informer import Informer
 from cores.cloud.kube import Kube, KubeError
 from cores.common.config import Config
 from cores.common.resource import ObjectResource, ResourceError, add_node_prefix, parse_object, split_node_prefix
+from cores.common.tasks import TaskSupervisor
+from cores.link import contracts
+from cores.link.status import StatusError, bad_request, forbidden
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"  # a static pod's mirror, created by its node
 EVENT_REPEAT_FIELDS = {"count", "lastTimestamp", "message", "series"}  # what kubelet's patch of a repeated event sets
@@ -31,26 +33,6 @@ EVENT_REPEAT_FIELDS = {"count", "lastTimestamp", "message", "series"}  # what ku
 log = logging.getLogger("kubeedge.edgecontroller")
 
 Handler = Callable[[str, ObjectResource, Message], Awaitable[Message | None]]
-
-
-def object_response(request: Message, obj: Any, error: dict[str, Any] | None, resource_version: str = "") -> Message:
-    """The recorded reply shape: ObjectResp with capitalised keys, group resource, parent linked."""
-    reply = Message.new(
-        source="edgecontroller", group="resource", operation=OP_RESPONSE, resource=request.route.resource,
-        content={"Object": obj, "Err": None if error is None else {"ErrStatus": _error_status(error)}},
-        parent_msg_id=request.msg_id, resource_version=resource_version,
-    )
-    return reply
-
-
-def _error_status(status: dict[str, Any]) -> dict[str, Any]:
-    # Go's metav1.Status as the edge decodes it: no kind/apiVersion inside ErrStatus.
-    return {k: v for k, v in status.items() if k not in ("kind", "apiVersion")}
-
-
-def forbidden_status(node: str, what: str) -> dict[str, Any]:
-    return {"metadata": {}, "status": "Failure", "reason": "Forbidden", "code": 403,
-            "message": f"node {node!r} is not allowed to access {what}"}
 
 
 def _strip_meta_type(obj: dict[str, Any]) -> dict[str, Any]:
@@ -246,17 +228,25 @@ class EdgeController(_Downstream):
             "objectsyncs": ("/apis/reliablesyncs.kubeedge.io/v1alpha1/objectsyncs", _ignore),
             "clusterobjectsyncs": ("/apis/reliablesyncs.kubeedge.io/v1alpha1/clusterobjectsyncs", _ignore),
         }
-        tasks = []
+        tasks = TaskSupervisor(self.name)
         for name, (path, handler) in handlers.items():
-            self.informers[name] = Informer(self.kube, path, handler)
-            tasks.append(asyncio.create_task(self.informers[name].run(), name=f"informer-{name}"))
+            informer = self.informers[name] = Informer(self.kube, path, handler)
+            tasks.keep(informer.run, f"informer-{name}")
+        mailbox = asyncio.create_task(self._read_mailbox(ctx, tasks), name="edgecontroller-mailbox")
+        failed = asyncio.create_task(tasks.failed(), name="edgecontroller-supervision")
         try:
-            while True:
-                message = await ctx.receive(self.name)
-                asyncio.create_task(self._handle_logged(message))
+            done, _ = await asyncio.wait([mailbox, failed], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # an informer that keeps dying stops CloudCore loudly
         finally:
-            for task in tasks:
-                task.cancel()
+            mailbox.cancel()
+            failed.cancel()
+            await tasks.close()
+
+    async def _read_mailbox(self, ctx: Context, tasks: TaskSupervisor) -> None:
+        while True:
+            message = await ctx.receive(self.name)
+            tasks.spawn(self._handle_logged(message), "handle")
 
     async def _handle_logged(self, message: Message) -> None:
         try:
@@ -297,14 +287,12 @@ class EdgeController(_Downstream):
             return
         if not allowed:
             log.warning("node %s asked for %s %s, which is not its own: refused", node, message.route.operation, resource)
-            refusal = forbidden_status(node, resource)
-            reply: Message | None = (self._reply(message, {"ErrStatus": refusal}) if parsed.type in ("configmap", "secret", "serviceaccounttoken")
-                                     else object_response(message, None, refusal))
+            reply: Message | None = contracts.error_reply(message, forbidden(node, resource))
         else:
             try:
                 reply = await handler(node, parsed, message)
             except KubeError as error:
-                reply = object_response(message, None, error.status)
+                reply = contracts.error_reply(message, StatusError(error.status))
         if reply is not None:
             await self.ctx.send("cloudhub", reply)
 
@@ -378,11 +366,11 @@ class EdgeController(_Downstream):
 
     # nodes ----------------------------------------------------------------------------------
     async def _create_node(self, node: str, resource: ObjectResource, message: Message) -> Message:
-        body = message.content if isinstance(message.content, dict) else {}
-        metadata = body.setdefault("metadata", {})
+        body = dict(message.content) if isinstance(message.content, dict) else {}
+        metadata = {k: v for k, v in (body.get("metadata") or {}).items() if k != "creationTimestamp"}
         metadata["name"] = node
-        metadata.pop("creationTimestamp", None)
-        metadata.setdefault("annotations", {})["cloudcore"] = self.cloudcore_address
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), "cloudcore": self.cloudcore_address}
+        body["metadata"] = metadata
         try:
             created = await self.kube.create_node(body)
         except KubeError as error:
@@ -392,7 +380,7 @@ class EdgeController(_Downstream):
             log.info("node %s registered again", node)
         else:
             log.info("node %s registered", node)
-        return object_response(message, _strip_meta_type(created), None)
+        return contracts.object_reply(message, _strip_meta_type(created))
 
     async def _patch_node(self, node: str, resource: ObjectResource, message: Message) -> Message:
         patch = message.content
@@ -400,14 +388,13 @@ class EdgeController(_Downstream):
             try:
                 patch = json.loads(patch)
             except ValueError:
-                return object_response(message, None, {"metadata": {}, "status": "Failure", "reason": "BadRequest",
-                                                       "code": 400, "message": "nodepatch content is not JSON"})
+                return contracts.object_reply(message, None, bad_request("nodepatch content is not JSON"))
         patched = await self.kube.patch_node_status(node, patch)
-        return object_response(message, _strip_meta_type(patched), None, patched["metadata"].get("resourceVersion", ""))
+        return contracts.object_reply(message, _strip_meta_type(patched), resource_version=patched["metadata"].get("resourceVersion", ""))
 
     async def _query_node(self, node: str, resource: ObjectResource, message: Message) -> Message:
         found = await self.kube.get_node(node)
-        return object_response(message, found, None, found["metadata"].get("resourceVersion", ""))
+        return contracts.object_reply(message, found, resource_version=found["metadata"].get("resourceVersion", ""))
 
     # pods, configmaps, secrets --------------------------------------------------------------
     async def _query_object(self, node: str, resource: ObjectResource, message: Message) -> Message:
@@ -416,21 +403,21 @@ class EdgeController(_Downstream):
         try:
             found = await self.kube.request("GET", f"/api/v1/namespaces/{resource.namespace}/{plural}/{resource.name}")
         except KubeError as error:
-            return self._reply(message, {"ErrStatus": _error_status(error.status)})
+            return contracts.error_reply(message, StatusError(error.status))
         found = downstream.with_type(found, {"configmap": "ConfigMap", "secret": "Secret"}[resource.type])
-        return self._reply(message, found, found["metadata"].get("resourceVersion", ""))
+        return contracts.bare_reply(message, found, resource_version=found["metadata"].get("resourceVersion", ""))
 
     async def _patch_pod(self, node: str, resource: ObjectResource, message: Message) -> Message:
         patch = json.loads(message.content) if isinstance(message.content, str) else message.content
         patched = await self.kube.request("PATCH", f"/api/v1/namespaces/{resource.namespace}/pods/{resource.name}/status",
                                           patch, content_type="application/strategic-merge-patch+json")
-        return object_response(message, _strip_meta_type(patched), None, patched["metadata"].get("resourceVersion", ""))
+        return contracts.object_reply(message, _strip_meta_type(patched), resource_version=patched["metadata"].get("resourceVersion", ""))
 
     async def _create_mirror_pod(self, node: str, resource: ObjectResource, message: Message) -> Message:
         """A static pod's mirror, created by its node (the only pod a node may create, as NodeRestriction rules)."""
         body = {**message.content, "apiVersion": "v1", "kind": "Pod"}
         created = await self.kube.request("POST", f"/api/v1/namespaces/{resource.namespace}/pods", body)
-        return object_response(message, _strip_meta_type(created), None, created["metadata"].get("resourceVersion", ""))
+        return contracts.object_reply(message, _strip_meta_type(created), resource_version=created["metadata"].get("resourceVersion", ""))
 
     async def _event(self, node: str, resource: ObjectResource, message: Message) -> None:
         """kubelet's events through the edge (upstream's Create/Update/PatchWithEventNamespace); no reply."""
@@ -472,8 +459,8 @@ class EdgeController(_Downstream):
             await self.kube.request("DELETE", f"/api/v1/namespaces/{resource.namespace}/pods/{resource.name}", body)
         except KubeError as error:
             if error.code != 404:
-                return self._reply(message, {"ErrStatus": _error_status(error.status)})
-        return self._reply(message, "OK")
+                return contracts.error_reply(message, StatusError(error.status))
+        return contracts.bare_reply(message, contracts.ACK_CONTENT)
 
     async def _legacy_pod_status(self, node: str, resource: ObjectResource, message: Message) -> None:
         """Older edges' ``podstatus`` update (``PodStatusRequest{UID, Name, Status}``): no reply, as upstream."""
@@ -498,25 +485,21 @@ class EdgeController(_Downstream):
             issued = await self.kube.request(
                 "POST", f"/api/v1/namespaces/{resource.namespace}/serviceaccounts/{resource.name}/token", body)
         except KubeError as error:
-            return self._reply(message, {"ErrStatus": _error_status(error.status)})
-        return self._reply(message, issued)
-
-    @staticmethod
-    def _reply(request: Message, content: Any, resource_version: str = "") -> Message:
-        return Message.new(source="edgecontroller", group="resource", operation=OP_RESPONSE, resource=request.route.resource,
-                           content=content, parent_msg_id=request.msg_id, resource_version=resource_version)
+            return contracts.error_reply(message, StatusError(error.status))
+        return contracts.bare_reply(message, issued)
 
     # leases ---------------------------------------------------------------------------------
     async def _query_lease(self, node: str, resource: ObjectResource, message: Message) -> Message:
         lease = await self.kube.get_lease(resource.namespace, resource.name)
-        return object_response(message, lease, None)
+        return contracts.object_reply(message, lease)
 
     async def _create_lease(self, node: str, resource: ObjectResource, message: Message) -> Message:
-        lease = dict(message.content or {})
-        lease.setdefault("metadata", {}).pop("creationTimestamp", None)
+        content = message.content if isinstance(message.content, dict) else {}
+        metadata = {k: v for k, v in (content.get("metadata") or {}).items() if k != "creationTimestamp"}
+        lease = {**content, "metadata": metadata}
         created = await self.kube.create_lease(resource.namespace, lease)
-        return object_response(message, _strip_meta_type(created), None)
+        return contracts.object_reply(message, _strip_meta_type(created))
 
     async def _update_lease(self, node: str, resource: ObjectResource, message: Message) -> Message:
         updated = await self.kube.update_lease(resource.namespace, resource.name, dict(message.content or {}))
-        return object_response(message, _strip_meta_type(updated), None)
+        return contracts.object_reply(message, _strip_meta_type(updated))

@@ -11,6 +11,7 @@ import logging
 
 from cores.beehive import Context, Message
 from cores.common.config import Config
+from cores.common.tasks import TaskSupervisor
 
 log = logging.getLogger("kubeedge.synccontroller")
 
@@ -25,7 +26,8 @@ class SyncController:
         self.config = config
 
     async def start(self, ctx: Context) -> None:
-        drain = asyncio.create_task(self._drain(ctx))
+        tasks = TaskSupervisor(self.name)
+        tasks.keep(lambda: self._drain(ctx), "drain")
         try:
             while True:
                 await asyncio.sleep(INTERVAL)
@@ -33,7 +35,7 @@ class SyncController:
                     await ctx.send_to_group("edgecontroller", Message.new(
                         source="synccontroller", group="resource", operation="resync", resource="nodes"))
         finally:
-            drain.cancel()
+            await tasks.close()
 
     async def _drain(self, ctx: Context) -> None:
         """Connection events arrive here too; EdgeController resyncs a node when it connects."""

@@ -14,61 +14,22 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import random
 import ssl
-import time
 from pathlib import Path
 from typing import Any
 
 from cores.beehive import Context, Message
 from cores.common.config import Config
+from cores.common.tasks import TaskSupervisor
 from cores.edge.edgehub import certificate
+from cores.link import contracts, routing
+from cores.link.routing import Action
+from cores.link.session import Heartbeat, ReconnectBackoff, TokenBucket
 from cores.wire import CodecError, decode, encode
 
 log = logging.getLogger("kubeedge.edgehub")
 
-CONNECTED, DISCONNECTED = "cloud_connected", "cloud_disconnected"
-BROADCAST_GROUPS = ("twin", "meta", "bus", "taskmanager", "edged")
-BACKOFF_START, BACKOFF_MAX = 1.0, 30.0
-
-
-class TokenBucket:
-    """Upstream's outgoing rate limit: ``rate`` messages a second, bursts up to ``burst``."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = max(rate, 0.001), max(burst, 1)
-        self.tokens = float(self.burst)
-        self.stamp = time.monotonic()
-
-    def delay(self) -> float:
-        """Take one token; the seconds to wait before sending (0 when one was available)."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        self.tokens -= 1
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
-
-
-def backoff_delays(start: float = BACKOFF_START, cap: float = BACKOFF_MAX) -> Any:
-    """1 s, 2 s, 4 s ... up to ``cap``, each with +-25 % jitter so a fleet does not reconnect in step."""
-    delay = start
-    while True:
-        yield delay * random.uniform(0.75, 1.25)
-        delay = min(delay * 2, cap)
-
-
-def route_incoming(message: Message) -> str | None:
-    """Which module group gets a message from the cloud (``edgehub/messagehandler``); None drops it."""
-    group = message.route.group
-    if group in ("resource", "func"):
-        return "meta"
-    if group == "twin":
-        return "twin"
-    if group == "user":
-        return {"router_eventbus": "bus", "router_servicebus": "servicebus"}.get(message.route.source)
-    if group == "taskmanager":
-        return "taskmanager"
-    return None
+ROTATION_BACKOFF_START, ROTATION_BACKOFF_MAX = 2.0, 32.0
 
 
 class EdgeHub:
@@ -82,17 +43,26 @@ class EdgeHub:
         self.paths = certificate.paths_from(self.hub)
         self.connection: Any = None
         self.connected = asyncio.Event()
-        self.bucket = TokenBucket(float(self.hub.messageQPS), int(self.hub.messageBurst))
+        self.bucket = TokenBucket(float(self.hub.messageQPS), int(self.hub.messageBurst), 0.0)
+        self.heartbeat = Heartbeat(float(self.hub.heartbeat))
+        self.tasks = TaskSupervisor(self.name)
 
     # start ----------------------------------------------------------------------------------
     async def start(self, ctx: Context) -> None:
         self.ctx = ctx
         await asyncio.to_thread(self.ensure_certificate)
-        sender = asyncio.create_task(self._send_loop())
+        self.bucket = TokenBucket(float(self.hub.messageQPS), int(self.hub.messageBurst), asyncio.get_running_loop().time())
+        self.tasks.keep(self._send_loop, "send")
+        connecting = asyncio.create_task(self._connect_loop(), name="edgehub-connect")
+        failed = asyncio.create_task(self.tasks.failed(), name="edgehub-supervision")
         try:
-            await self._connect_loop()
+            done, _ = await asyncio.wait([connecting, failed], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a failure stops EdgeCore loudly
         finally:
-            sender.cancel()
+            connecting.cancel()
+            failed.cancel()
+            await self.tasks.close()
 
     def ensure_certificate(self) -> None:
         if certificate.valid_certificate(self.paths, self.node_name) is not None:
@@ -135,7 +105,7 @@ class EdgeHub:
     async def _connect_loop(self) -> None:
         import websockets
 
-        delays = backoff_delays()
+        backoff = ReconnectBackoff()
         while True:
             try:
                 async with websockets.connect(
@@ -144,11 +114,11 @@ class EdgeHub:
                     user_agent_header="Go-http-client/1.1", compression=None, ping_interval=None,
                     open_timeout=float(self.hub.websocket.handshakeTimeout), max_size=16 * 1024 * 1024,
                 ) as connection:
-                    delays = backoff_delays()
+                    backoff.reset()
                     await self._session(connection)
             except (OSError, websockets.WebSocketException, asyncio.TimeoutError) as error:
                 log.warning("connection to %s failed: %s", self.hub.websocket.server, error)
-            delay = next(delays)
+            delay = backoff.next_delay()
             log.info("reconnecting in %.1fs", delay)
             await asyncio.sleep(delay)
 
@@ -156,9 +126,11 @@ class EdgeHub:
         self.connection = connection
         self.connected.set()
         log.info("connected to %s as node %s", self.hub.websocket.server, self.node_name)
-        await self._broadcast(CONNECTED)
-        keepalive = asyncio.create_task(self._keepalive())
-        rotation = asyncio.create_task(self._rotate_when_due())
+        await self._broadcast(True)
+        self.heartbeat.reset()
+        # this session's own tasks: kept (an error is logged), cancelled when the session ends
+        keepalive = self.tasks.spawn(self._keepalive(), "keepalive")
+        rotation = self.tasks.spawn(self._rotate_when_due(), "certificate-rotation")
         try:
             async for frame in connection:
                 await self._receive(frame)
@@ -169,14 +141,17 @@ class EdgeHub:
             rotation.cancel()
             self.connected.clear()
             self.connection = None
-            await self._broadcast(DISCONNECTED)
+            await self._broadcast(False)
             log.info("disconnected from %s", self.hub.websocket.server)
 
     async def _keepalive(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            message = Message.new(source="websocket", group="resource", operation="keepalive", resource="node", content="ping")
-            await self._write(message)
-            await asyncio.sleep(float(self.hub.heartbeat))
+            now = loop.time()
+            if self.heartbeat.due(now):
+                await self._write(contracts.keepalive())
+                self.heartbeat.sent(now)
+            await asyncio.sleep(max(self.heartbeat.next_at - loop.time(), 0.0))
 
     async def _rotate_when_due(self) -> None:
         if not self.hub.rotateCertificates:
@@ -184,7 +159,9 @@ class EdgeHub:
         deadline = certificate.rotation_deadline(self.paths)
         wait = (deadline - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
         await asyncio.sleep(max(wait, 0))
-        for delay in backoff_delays(2, 32):
+        backoff = ReconnectBackoff(ROTATION_BACKOFF_START, ROTATION_BACKOFF_MAX)
+        while True:
+            delay = backoff.next_delay()
             try:
                 await asyncio.to_thread(certificate.renew, str(self.hub.httpServer), self.node_name, self.paths)
                 break
@@ -195,9 +172,9 @@ class EdgeHub:
         if self.connection is not None:
             await self.connection.close(1000, "certificate rotated")
 
-    async def _broadcast(self, content: str) -> None:
-        message = Message.new(source="edgehub", group="", operation="connect", resource="node/connection", content=content)
-        for group in BROADCAST_GROUPS:
+    async def _broadcast(self, connected: bool) -> None:
+        message = routing.connection_event(connected)
+        for group in routing.CONNECTION_EVENT_GROUPS:
             if self.ctx.group_members(group):
                 await self.ctx.send_to_group(group, message)
 
@@ -208,22 +185,19 @@ class EdgeHub:
         except CodecError as error:
             log.warning("dropped a bad frame from the cloud: %s", error)
             return
-        if message.route.operation in ("ping", "pong", "config"):
-            await self._write(message.response("ack"))
-            return
-        if message.parent_msg_id and self.ctx.send_response(message):
-            return
-        group = route_incoming(message)
-        if group is None or not self.ctx.group_members(group):
+        decision = routing.from_cloud(message)
+        if decision.action is Action.ANSWER:
+            await self._write(decision.message)
+        elif decision.action is Action.DELIVER and self.ctx.group_members(decision.group):
+            await self.ctx.send_to_group(decision.group, decision.message)
+        else:
             log.debug("no module for %s: dropped", message.describe())
-            return
-        await self.ctx.send_to_group(group, message)
 
     async def _send_loop(self) -> None:
         while True:
             message = await self.ctx.receive(self.name)
             await self.connected.wait()
-            delay = self.bucket.delay()
+            delay = self.bucket.take(asyncio.get_running_loop().time())
             if delay:
                 await asyncio.sleep(delay)
             try:

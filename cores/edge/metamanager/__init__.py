@@ -1,45 +1,63 @@
 """MetaManager: the edge's store of what the cloud said, and the path of edge requests to the cloud.
 
 Cloud pushes (insert, update, delete) are written to SQLite (``meta(key, type, value)`` as
-upstream) and acked with ``"OK"`` only after the commit. Requests from Edged (group ``meta``) go
-to the cloud through EdgeHub and their replies come back to the requester; replies to
-insert, update and query are acked with ``"OK"`` as upstream's ``feedbackResponse`` does, patch
-replies are not. With the cloud away, queries are answered from SQLite and writes fail at once.
+upstream) and acked with ``"OK"`` only once the commit is on disk (``synchronous=FULL``: an ack
+survives a power cut). Requests from edge modules (made with :class:`cores.link.requests.CloudRequests`)
+go to the cloud through EdgeHub as they are, with the requester's own id: the cloud's reply
+comes back here (EdgeHub routes group ``resource`` to ``meta``), is stored when it carries an
+object, acked as upstream's ``feedbackResponse`` does (insert, update and query replies), and
+handed to the one requester that waits for it. With the cloud away, queries are answered from
+SQLite and writes fail at once with 503.
+
+Every SQLite call runs on the store's own thread, never on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
+import concurrent.futures
+import functools
 import json
 import logging
 import sqlite3
 import threading
-import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from cores.beehive import Context, Message, SyncTimeout
+from cores.beehive import Context, Message
+from cores.beehive.context import BeehiveError
+from cores.beehive.message import OP_DELETE, OP_QUERY, OP_RESPONSE
 from cores.common.config import Config
 from cores.common.resource import ResourceError, parse_object
+from cores.common.tasks import TaskSupervisor
+from cores.link import contracts, routing
+from cores.link.status import StatusError, not_connected
 
 log = logging.getLogger("kubeedge.metamanager")
 
-PUSH_OPERATIONS = ("insert", "update", "delete")
 EDGED_TYPES = ("pod", "configmap", "secret")  # pushes Edged acts on, forwarded after the commit
-FEEDBACK_OPERATIONS = ("insert", "update", "query")
+PENDING_PRUNE_AT = 256  # requests in flight before those nobody waits for any more are dropped
+
+T = TypeVar("T")
 
 
 class MetaStore:
-    """``meta(key, type, value)`` in one SQLite file; every write is its own committed transaction."""
+    """``meta(key, type, value)`` in one SQLite file; every write is its own transaction, fsynced."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: in WAL mode each commit syncs the log, so what was acked is there after a power cut
+        # (NORMAL would only keep the database consistent, losing the last commits).
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, type TEXT NOT NULL, value TEXT NOT NULL)")
         self._lock = threading.Lock()
+
+    def synchronous(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA synchronous").fetchone()[0])
 
     def put(self, key: str, kind: str, value: Any) -> None:
         text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
@@ -76,12 +94,6 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def not_connected(request: Message) -> Message:
-    return request.response({"Object": None, "Err": {"ErrStatus": {
-        "metadata": {}, "status": "Failure", "reason": "ServiceUnavailable", "code": 503,
-        "message": "edge is not connected to the cloud"}}})
-
-
 class MetaManager:
     name = "metamanager"
     group = "meta"
@@ -89,27 +101,39 @@ class MetaManager:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.settings = config.modules.metaManager
+        self.hub_module = str(self.settings.contextSendModule)
         self.store = MetaStore(Path(config.database.dataSource))
+        # One thread owns the database: writes keep their order, and the loop never blocks on disk.
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="metastore")
         self.connected = False
-        self._in_flight: dict[str, Message] = {}  # our remote copies awaiting the cloud's reply
+        self._pending: dict[str, Message] = {}  # request id -> request forwarded to the cloud, awaiting its reply
+        self.tasks = TaskSupervisor(self.name)
 
     async def start(self, ctx: Context) -> None:
         self.ctx = ctx
         await self._replay_pods()
         while True:
             message = await ctx.receive(self.name)
-            if message.route.resource == "node/connection":
-                self.connected = message.content == "cloud_connected"
+            if routing.is_connection_event(message):
+                self.connected = routing.connected_in(message)
                 if not self.connected:
-                    self._fail_in_flight()
+                    self._fail_pending()
+            elif message.route.operation == OP_RESPONSE and message.parent_msg_id:
+                self.tasks.spawn(self._finish(message), "reply")
             elif message.route.source == "edged" or message.route.group == "meta":
-                asyncio.create_task(self._request(message))
-            elif message.route.operation in PUSH_OPERATIONS:
+                self._request(message)
+            elif message.route.operation in contracts.PUSH_OPERATIONS:
                 await self._push(message)
 
     async def stop(self) -> None:
-        self.store.close()
+        await self.tasks.close()
+        await self._db(self.store.close)
+        self._executor.shutdown(wait=True)
 
+    async def _db(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(call, *args))
+
+    # -- pushes --------------------------------------------------------------------------------
     async def _push(self, message: Message) -> None:
         """A cloud push: commit it, then ack it (never the other way round)."""
         try:
@@ -117,15 +141,15 @@ class MetaManager:
         except ResourceError as error:
             log.warning("ignored push %s: %s", message.describe(), error)
             return
-        if message.route.operation == "delete":
-            await asyncio.to_thread(self.store.delete, message.route.resource)
-            uid = ((message.content or {}).get("metadata") or {}).get("uid") if isinstance(message.content, dict) else None
+        if message.route.operation == OP_DELETE:
+            await self._db(self.store.delete, message.route.resource)
+            uid = contracts.object_uid(message)
             if resource.type == "pod" and uid:
                 # the tokens bound to the pod go with it (upstream's DeleteServiceAccountToken)
-                await asyncio.to_thread(self.store.delete_tokens_of, f"{resource.namespace}/serviceaccounttoken/", str(uid))
+                await self._db(self.store.delete_tokens_of, f"{resource.namespace}/serviceaccounttoken/", uid)
         else:
-            await asyncio.to_thread(self.store.put, message.route.resource, resource.type, message.content)
-        await self.ctx.send(self.settings.contextSendModule, message.response("OK"))
+            await self._db(self.store.put, message.route.resource, resource.type, message.content)
+        await self.ctx.send(self.hub_module, contracts.ack(message))
         if resource.type in EDGED_TYPES:
             await self._to_edged(message.route.operation, message.route.resource, message.content)
 
@@ -136,68 +160,84 @@ class MetaManager:
 
     async def _replay_pods(self) -> None:
         """Autonomy: the pods this node was told about come back from SQLite at start, cloud or not."""
-        for key, value in await asyncio.to_thread(self.store.of_type, "pod"):
+        for key, value in await self._db(self.store.of_type, "pod"):
             await self._to_edged("insert", key, json.loads(value))
 
-    async def _request(self, request: Message) -> None:
-        operation = request.route.operation
+    # -- requests ------------------------------------------------------------------------------
+    def _request(self, request: Message) -> None:
         if "/event/" in request.route.resource:
             # events go straight to the cloud and get no reply (upstream); with the cloud away, dropped
             if self.connected:
-                await self.ctx.send(self.settings.contextSendModule, request)
+                self._forward(request)
             return
         if not self.connected:
-            reply = self._local(request) if operation == "query" else not_connected(request)
-            self.ctx.send_response(reply)
+            if request.route.operation == OP_QUERY:
+                self.tasks.spawn(self._answer_locally(request), "local-query")
+            else:
+                self.ctx.send_response(contracts.local_error(request, not_connected()))
             return
-        remote = copy.copy(request)
-        remote.header = copy.copy(request.header)
-        remote.header.msg_id = str(uuid.uuid4())  # our own wait, apart from the requester's
-        remote.header.sync = False
-        self._in_flight[remote.msg_id] = remote
-        try:
-            reply = await self.ctx.send_sync(self.settings.contextSendModule, remote, float(self.settings.remoteQueryTimeout))
-        except SyncTimeout as error:
-            log.warning("%s", error)
-            return
-        finally:
-            self._in_flight.pop(remote.msg_id, None)
-        await self._remember(request, reply)
-        if _answered_locally(reply):
-            pass
-        elif operation in FEEDBACK_OPERATIONS:
-            await self.ctx.send(self.settings.contextSendModule, reply.response("OK"))
-        answer = copy.copy(reply)
-        answer.header = copy.copy(reply.header)
-        answer.header.parent_msg_id = request.msg_id
-        self.ctx.send_response(answer)
+        if len(self._pending) >= PENDING_PRUNE_AT:
+            self._prune_pending()
+        self._pending[request.msg_id] = request
+        self._forward(request)
 
-    def _fail_in_flight(self) -> None:
+    def _forward(self, request: Message) -> None:
+        try:
+            self.ctx.send_nowait(self.hub_module, request)
+        except BeehiveError as error:
+            self._pending.pop(request.msg_id, None)
+            log.warning("cannot hand %s to %s: %s", request.describe(), self.hub_module, error)
+            self.ctx.send_response(contracts.local_error(request, StatusError.make(503, "ServiceUnavailable", str(error))))
+
+    def _prune_pending(self) -> None:
+        """Forget requests whose requester gave up (its timeout passed): their late replies are dropped."""
+        for msg_id in [msg_id for msg_id in self._pending if not self.ctx.is_awaited(msg_id)]:
+            del self._pending[msg_id]
+
+    async def _finish(self, reply: Message) -> None:
+        """The cloud answered a request: keep what it carries, ack it, then wake the requester."""
+        request = self._pending.pop(reply.parent_msg_id, None)
+        if request is None:
+            if not self.ctx.send_response(reply):
+                log.debug("reply nobody waits for (its request timed out): %s", reply.describe())
+            return
+        await self._remember(request, reply)
+        if contracts.wants_feedback(request):
+            await self.ctx.send(self.hub_module, contracts.ack(reply))
+        self.ctx.send_response(reply)
+
+    def _fail_pending(self) -> None:
         """The link broke: requests sent on it will get no reply, so answer them now."""
-        for remote in list(self._in_flight.values()):
-            self.ctx.send_response(not_connected(remote))
+        pending, self._pending = self._pending, {}
+        for request in pending.values():
+            self.ctx.send_response(contracts.local_error(request, not_connected()))
 
     async def _remember(self, request: Message, reply: Message) -> None:
-        content = reply.content
-        obj = content.get("Object") if isinstance(content, dict) and "Err" in content else content
-        if not isinstance(obj, dict) or (isinstance(content, dict) and (content.get("Err") or content.get("ErrStatus"))):
+        try:
+            obj = contracts.parse_reply(reply)
+        except StatusError:
             return  # a refusal or failure never replaces what was stored
+        if not isinstance(obj, dict):
+            return
         resource = request.route.resource.replace("/nodepatch/", "/node/").replace("/podpatch/", "/pod/")
         try:
             kind = parse_object(resource).type
         except ResourceError:
             return
-        await asyncio.to_thread(self.store.put, _store_key(request, resource), kind, obj)
+        await self._db(self.store.put, _store_key(request, resource), kind, obj)
 
-    def _local(self, request: Message) -> Message:
+    async def _answer_locally(self, request: Message) -> None:
         """A query answered from SQLite, in the shape the cloud would have used."""
-        value = self.store.get(_store_key(request, request.route.resource))
+        try:
+            parse_object(request.route.resource)
+        except ResourceError as error:
+            self.ctx.send_response(contracts.local_error(request, StatusError.make(400, "BadRequest", str(error))))
+            return
+        value = await self._db(self.store.get, _store_key(request, request.route.resource))
         if value is None:
-            return not_connected(request)
-        kind = parse_object(request.route.resource).type
-        if kind in ("configmap", "secret", "serviceaccounttoken"):
-            return request.response(json.loads(value))
-        return request.response({"Object": json.loads(value), "Err": None})
+            self.ctx.send_response(contracts.local_error(request, not_connected()))
+            return
+        self.ctx.send_response(contracts.local_reply(request, json.loads(value)))
 
 
 def _store_key(request: Message, resource: str) -> str:
@@ -209,8 +249,3 @@ def _store_key(request: Message, resource: str) -> str:
     bound = spec.get("boundObjectRef") or {}
     audiences = ",".join(spec.get("audiences") or [])
     return f"{resource}/{bound.get('uid') or ''}/{audiences}/{spec.get('expirationSeconds') or ''}"
-
-
-def _answered_locally(reply: Message) -> bool:
-    content = reply.content
-    return isinstance(content, dict) and bool(content.get("Err")) and (content.get("Err") or {}).get("ErrStatus", {}).get("reason") == "ServiceUnavailable"
