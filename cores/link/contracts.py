@@ -32,6 +32,7 @@ from cores.beehive.message import (
     OP_UPDATE,
     Message,
 )
+from cores.common.objects import ObjectReply, ObjectView
 from cores.common.resource import ResourceError, parse_object
 from cores.link.status import StatusError
 
@@ -61,7 +62,7 @@ def push(operation: str, resource: str, obj: Any, *, source: str = CLOUD_REPLY_S
 def object_reply(request: Message, obj: Any, error: StatusError | None = None, *, resource_version: str = "",
                  source: str = CLOUD_REPLY_SOURCE) -> Message:
     """``{"Object": obj, "Err": ...}``, upstream's ``ObjectResp``."""
-    content = {"Object": obj, "Err": None if error is None else error.wire()}
+    content: ObjectReply = {"Object": obj, "Err": None if error is None else error.wire()}
     return _reply(request, content, resource_version, source)
 
 
@@ -141,16 +142,11 @@ def needs_ack(message: Message) -> bool:
 
 def object_uid(message: Message) -> str:
     """The uid of the object a push carries ("" when it carries none)."""
-    content = message.content if isinstance(message.content, dict) else {}
-    metadata = content.get("metadata")
-    return str((metadata.get("uid") if isinstance(metadata, dict) else "") or "")
+    return ObjectView(message.content).uid
 
 
 def object_namespace(message: Message) -> str | None:
-    content = message.content if isinstance(message.content, dict) else {}
-    metadata = content.get("metadata")
-    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
-    return str(namespace) if namespace else None
+    return ObjectView(message.content).namespace or None
 
 
 # ------------------------------------------------------------------------------ edge -> cloud

@@ -9,7 +9,9 @@ inside ``ErrStatus``, so they are never sent there.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
+
+from cores.common.objects import ErrWire, StatusDict
 
 # The reasons our code names (k8s.io/apimachinery/pkg/apis/meta/v1 StatusReason).
 NOT_FOUND = "NotFound"
@@ -61,9 +63,9 @@ class StatusError(Exception):
     def message(self) -> str:
         return str(self.status.get("message") or "")
 
-    def wire(self) -> dict[str, Any]:
+    def wire(self) -> ErrWire:
         """``{"ErrStatus": Status}``, the shape a Go ``error`` takes in a reply."""
-        return {"ErrStatus": dict(self.status)}
+        return {"ErrStatus": cast(StatusDict, dict(self.status))}
 
 
 class RequestTimeout(StatusError):

@@ -22,6 +22,7 @@ from cores.cloud.edgecontroller import downstream
 from cores.cloud.informer import Informer
 from cores.cloud.kube import Kube, KubeError
 from cores.common.config import Config
+from cores.common.objects import NodeView, PodView
 from cores.common.resource import ObjectResource, ResourceError, add_node_prefix, parse_object, split_node_prefix
 from cores.common.tasks import TaskSupervisor
 from cores.link import contracts
@@ -85,8 +86,9 @@ class _Downstream:
         await self.ctx.send("cloudhub", message)
 
     async def _on_node(self, event: str, node: dict[str, Any], old: dict[str, Any] | None) -> None:
-        name = node["metadata"]["name"]
-        if not downstream.is_edge_node(node):
+        view = NodeView(node)
+        name = view.name
+        if not view.is_edge:
             return
         if event == "DELETED":
             self.edge_nodes.discard(name)
@@ -100,22 +102,22 @@ class _Downstream:
         await self._send(downstream.push(name, "update", "node", node, "Node"))
         if new_edge:  # pods bound before the node was known as an edge node
             for pod in list(self.informers["pods"].cache.values()):
-                if (pod.get("spec") or {}).get("nodeName") == name:
+                if PodView(pod).node_name == name:
                     await self._on_pod("ADDED", pod, None)
 
     async def _on_pod(self, event: str, pod: dict[str, Any], old: dict[str, Any] | None) -> None:
-        node = (pod.get("spec") or {}).get("nodeName")
+        view, before = PodView(pod), PodView(old)
+        node = view.node_name
         if not node or node not in self.edge_nodes:
             return
-        key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+        key = view.key
         if event == "DELETED":
             self.pods_by_node.get(node, set()).discard(key)
         else:
             self.pods_by_node.setdefault(node, set()).add(key)
-            if event == "MODIFIED" and old is not None and (old.get("spec") or {}).get("nodeName") == node \
-                    and not downstream.pod_changed(pod, old):
+            if event == "MODIFIED" and old is not None and before.node_name == node and not downstream.pod_changed(pod, old):
                 return
-            if old is not None and not (old.get("spec") or {}).get("nodeName"):
+            if old is not None and not before.node_name:
                 event = "ADDED"  # just bound to this node: new to it
         await self._send(downstream.push(node, downstream.pod_operation(event, pod), "pod", pod, "Pod"))
 

@@ -13,14 +13,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from cores.beehive import Message
+from cores.common.objects import NodeView, ObjectView
 from cores.common.resource import add_node_prefix, build
+from cores.link import contracts
 
 EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
 IGNORED_METADATA = ("resourceVersion", "managedFields", "generation")
 
 
 def is_edge_node(node: dict[str, Any]) -> bool:
-    return EDGE_ROLE_LABEL in ((node.get("metadata") or {}).get("labels") or {})
+    return NodeView(node).is_edge
 
 
 def with_type(obj: dict[str, Any], kind: str, api_version: str = "v1") -> dict[str, Any]:
@@ -31,10 +33,9 @@ def with_type(obj: dict[str, Any], kind: str, api_version: str = "v1") -> dict[s
 
 
 def push(node: str, operation: str, type_: str, obj: dict[str, Any], kind: str) -> Message:
-    metadata = obj.get("metadata") or {}
-    resource = add_node_prefix(node, build(metadata.get("namespace"), type_, metadata.get("name", "")))
-    return Message.new(source="edgecontroller", group="resource", operation=operation, resource=resource,
-                       content=with_type(obj, kind), resource_version=str(metadata.get("resourceVersion") or ""))
+    view = ObjectView(obj)
+    resource = add_node_prefix(node, build(view.namespace or None, type_, view.name))
+    return contracts.push(operation, resource, with_type(obj, kind), resource_version=view.resource_version)
 
 
 def pod_changed(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
