@@ -1,5 +1,9 @@
 """The node's pod set: a :class:`~cores.edge.edged.worker.PodWorker` per pod, fed by MetaManager.
 
+:class:`PodManager` owns what is node-wide: the workers, the ConfigMap/Secret cache, projected
+service account tokens, the mirror pods of static pods, back-off and events. Workers see it only
+as the :class:`~cores.edge.edged.host.PodHost` they need.
+
 Messages from MetaManager (``<ns>/pod/<name>`` insert/update/delete with the Pod JSON; ConfigMap
 and Secret pushes) start, update and end workers. At start MetaManager replays every pod in
 SQLite as ``insert``, so the set comes back without the cloud and each worker adopts the
@@ -87,9 +91,7 @@ class PodManager:
         if connected:
             self.connected.set()
             for worker in self.workers.values():
-                worker.report_due.set()
-                worker.next_delete_request = 0.0  # a delete request refused while away goes now
-                worker.wake.set()
+                worker.reconnected()
         else:
             self.connected.clear()
 
@@ -224,16 +226,22 @@ class PodManager:
             if worker.namespace == namespace and (kind, name) in volumes.referenced_objects(worker.pod):
                 worker.object_changed()
 
-    def forget(self, worker: PodWorker) -> None:
-        if self.workers.get(worker.uid) is worker:
-            del self.workers[worker.uid]
-            self.mirror_retry.pop(worker.uid, None)
-            for key in [key for key in {*self.tokens, *self.renewals, *self.next_renewal} if key[0] == worker.uid]:
-                self.tokens.pop(key, None)
-                self.next_renewal.pop(key, None)
-                renewal = self.renewals.pop(key, None)
-                if renewal is not None:
-                    renewal.cancel()
+    def mirror(self, key: str) -> dict[str, Any] | None:
+        return self.mirrors.get(key)
+
+    def forget(self, uid: str) -> None:
+        """The worker of ``uid`` ended: drop it, its tokens and renewals (a live worker is never dropped)."""
+        worker = self.workers.get(uid)
+        if worker is None or not worker.done.is_set():
+            return
+        del self.workers[uid]
+        self.mirror_retry.pop(uid, None)
+        for key in [key for key in {*self.tokens, *self.renewals, *self.next_renewal} if key[0] == uid]:
+            self.tokens.pop(key, None)
+            self.next_renewal.pop(key, None)
+            renewal = self.renewals.pop(key, None)
+            if renewal is not None:
+                renewal.cancel()
 
     # -- ConfigMaps and Secrets --------------------------------------------------------------------
     async def fetch_objects(self, namespace: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any] | None]:
@@ -319,7 +327,8 @@ class PodManager:
                 log.exception("relist failed")
                 continue
             seen: dict[str, list[tuple[str, int]]] = {}
-            for item in [*containers, *sandboxes]:
+            listed: list[api.Container | api.PodSandbox] = [*containers, *sandboxes]
+            for item in listed:
                 seen.setdefault(item.labels.get(POD_UID, ""), []).append((item.id, int(item.state)))
             current = {uid: tuple(sorted(states)) for uid, states in seen.items()}
             for uid, worker in self.workers.items():

@@ -26,9 +26,10 @@ DEFAULT_GRACE_SECONDS = 30
 RESTART_COUNT_ANNOTATION = "io.kubernetes.container.restartCount"
 HASH_ANNOTATION = "io.kubernetes.container.hash"
 
-_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-           "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
-           "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+_SUFFIX: dict[str, int | Decimal] = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
+    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
 
 
 class SpecError(Exception):
@@ -59,6 +60,11 @@ def pod_uid(pod: Mapping[str, Any]) -> str:
 
 def host_network(pod: Mapping[str, Any]) -> bool:
     return bool((pod.get("spec") or {}).get("hostNetwork"))
+
+
+def is_sidecar(container: Mapping[str, Any]) -> bool:
+    """An init container with ``restartPolicy: Always``: it runs beside the app containers."""
+    return container.get("restartPolicy") == "Always"
 
 
 def grace_seconds(pod: Mapping[str, Any]) -> int:
@@ -236,14 +242,14 @@ def environment(pod: Mapping[str, Any], container: Mapping[str, Any], lookup: Lo
             values[name] = resource_value(container, source["resourceFieldRef"])
         else:
             kind, ref = ("configmap", source["configMapKeyRef"]) if source.get("configMapKeyRef") else ("secret", source.get("secretKeyRef") or {})
-            data = _referenced(lookup, kind, ref)
-            if data is None:
+            referenced = _referenced(lookup, kind, ref)
+            if referenced is None:
                 continue
-            if ref.get("key") not in data:
+            if ref.get("key") not in referenced:
                 if ref.get("optional"):
                     continue
                 raise SpecError("CreateContainerConfigError", f"couldn't find key {ref.get('key')} in {kind} {pod_key(pod).split('/')[0]}/{ref.get('name')}")
-            values[name] = data[str(ref["key"])]
+            values[name] = referenced[str(ref["key"])]
     return list(values.items())
 
 

@@ -39,6 +39,20 @@ def pod_dir(root: str, uid: str) -> Path:
     return Path(root) / "pods" / uid
 
 
+def needs_missing(pod: Mapping[str, Any], found: Mapping[tuple[str, str], Any]) -> bool:
+    """Whether a volume of the pod cannot be set up without an object ``found`` lacks (None).
+    Objects only the environment names do not hold the volumes up: they fail later, per container."""
+    missing = {key for key, obj in found.items() if obj is None}
+    if any(kind == "serviceaccounttoken" for kind, _ in missing):
+        return True  # only projected volumes ask for tokens
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        for ref in referenced_objects({"spec": {"volumes": [volume]}}):
+            source = volume.get("configMap") or volume.get("secret") or {}
+            if ref in missing and not source.get("optional"):
+                return True
+    return False
+
+
 def volume_kind(volume: Mapping[str, Any]) -> str:
     for kind in ("configMap", "secret", "emptyDir", "hostPath", "downwardAPI", "projected"):
         if kind in volume:
