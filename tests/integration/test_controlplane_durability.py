@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ from kubernetes.client.rest import ApiException
 
 from cores.common.supervision import status
 from cores.controlplane import launcher
+from cores.controlplane.store import Store, Transaction
 from tests.integration.conftest import start_controlplane
 from tests.timeouts import scaled
 
@@ -152,3 +155,34 @@ def test_writers_watchers_and_kill_9(tmp_path: Path) -> None:
     finally:
         setup.api_client.close()
         launcher.stop(plane)
+
+
+SYNCHRONOUS_FULL = 2  # what ``PRAGMA synchronous`` returns for FULL
+
+
+def test_store_connections_sync_every_commit(tmp_path: Path) -> None:
+    """Every connection of the store (the writer and each reader) runs WAL with synchronous=FULL,
+    so the COMMIT that precedes an acknowledgement has fsynced the WAL."""
+
+    def pragmas(db: sqlite3.Connection) -> tuple[str, int]:
+        return str(db.execute("PRAGMA journal_mode").fetchone()[0]), int(db.execute("PRAGMA synchronous").fetchone()[0])
+
+    async def scenario(store: Store) -> tuple[tuple[str, int], tuple[str, int], list[tuple[str, int]]]:
+        def write(txn: Transaction) -> tuple[str, int]:
+            txn.put("/api/configmaps/default/a", {"metadata": {"name": "a", "namespace": "default"}})
+            return pragmas(txn._db)  # the connection the transaction (and its COMMIT) runs on
+
+        in_transaction = await store.transact(write)
+        assert await store.get("/api/configmaps/default/a") is not None
+        # several reads at once, so more than one reader connection of the pool is opened
+        readers = await asyncio.gather(*(store._read(pragmas) for _ in range(8)))
+        return pragmas(store._writer), in_transaction, readers
+
+    store = Store(tmp_path / "state.db", lambda obj, plural: {})
+    try:
+        writer, in_transaction, readers = asyncio.run(scenario(store))
+    finally:
+        store.close()
+    assert writer == ("wal", SYNCHRONOUS_FULL)
+    assert in_transaction == ("wal", SYNCHRONOUS_FULL)
+    assert readers and all(reader == ("wal", SYNCHRONOUS_FULL) for reader in readers)
