@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cores.beehive import Context, Message
-from cores.cloud.edgecontroller import downstream
+from cores.cloud.edgecontroller import admission, downstream
 from cores.cloud.informer import Informer
 from cores.cloud.kube import Kube, KubeError
 from cores.common.config import Config
@@ -287,9 +287,15 @@ class EdgeController(_Downstream):
         if not allowed and parsed.type == "event":
             log.warning("node %s reported an event about an object that is not its own: dropped", node)
             return
+        refusal_status = None if not allowed else self._content_refusal(node, parsed, message)
         if not allowed:
             log.warning("node %s asked for %s %s, which is not its own: refused", node, message.route.operation, resource)
             reply: Message | None = contracts.error_reply(message, forbidden(node, resource))
+        elif refusal_status is not None:
+            log.warning("node %s: %s %s refused: %s", node, message.route.operation, resource, refusal_status.message)
+            if parsed.type in ("podstatus", "nodestatus"):
+                return  # legacy status updates get no reply, as upstream
+            reply = contracts.error_reply(message, refusal_status)
         else:
             try:
                 reply = await handler(node, parsed, message)
@@ -297,6 +303,42 @@ class EdgeController(_Downstream):
                 reply = contracts.error_reply(message, StatusError(error.status))
         if reply is not None:
             await self.ctx.send("cloudhub", reply)
+
+    def _content_refusal(self, node: str, resource: ObjectResource, message: Message) -> StatusError | None:
+        """What the node writes, checked before CloudCore writes it (admission.py): names, labels,
+        token bindings and status types. None when the write may go."""
+        operation, kind, content = message.route.operation, resource.type, message.content
+        if kind == "lease" or (operation, kind) == ("insert", "pod"):
+            reason = admission.name_mismatch(content, resource.name, resource.namespace)
+            return StatusError.make(403, "Forbidden", reason) if reason else None
+        if (operation, kind) == ("insert", "node"):
+            reason = admission.name_mismatch(content, node, None) or admission.labels_refusal(content)
+            return StatusError.make(403, "Forbidden", reason) if reason else None
+        if kind == "serviceaccounttoken":
+            reason = admission.token_refusal(content, resource.namespace, resource.name,
+                                             lambda namespace, name: self._pod_of(node, namespace, name))
+            return StatusError.make(403, "Forbidden", reason) if reason else None
+        if kind in ("nodepatch", "podpatch"):
+            patch, reason = admission.parse_patch(content)
+            if not reason:
+                labels = admission.labels_refusal(patch) if kind == "nodepatch" else ""
+                if labels:
+                    return StatusError.make(403, "Forbidden", labels)
+                reason = admission.status_patch_refusal(patch, "node" if kind == "nodepatch" else "pod")
+            return StatusError.make(400, "BadRequest", reason) if reason else None
+        if kind in ("podstatus", "nodestatus"):
+            request = content if isinstance(content, dict) else {}
+            schema = admission.POD_STATUS if kind == "podstatus" else admission.NODE_STATUS
+            reason = admission.type_error(request.get("Status"), schema, "Status")
+            return StatusError.make(400, "BadRequest", reason) if reason else None
+        return None
+
+    def _pod_of(self, node: str, namespace: str, name: str) -> dict[str, Any] | None:
+        key = f"{namespace}/{name}"
+        if key not in self.pods_by_node.get(node, set()) or "pods" not in self.informers:
+            return None
+        pod = self.informers["pods"].cache.get(key)
+        return None if pod is None or _is_mirror(pod) else pod
 
     def _entitled(self, node: str, resource: ObjectResource) -> bool:
         """NodeRestriction: a node reaches only its own Node, Lease and pods, and what its pods use."""
