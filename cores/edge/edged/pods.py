@@ -31,7 +31,7 @@ from typing import Any
 
 from cores.beehive import Message
 from cores.edge.cri import POD_UID, CriClient, CriError, RuntimeUnavailable, api, labels_for_node
-from cores.edge.edged import podspec, static, volumes
+from cores.edge.edged import podspec, safety, static, volumes
 from cores.edge.edged.backoff import Backoff
 from cores.edge.edged.events import EventRecorder
 from cores.edge.edged.worker import PodWorker
@@ -130,6 +130,10 @@ class PodManager:
             log.debug("pod %s/%s is bound to %s, not this node", namespace, name, node)
             return
         worker = self.workers.get(uid) if uid else None
+        refusal = safety.identity_error(pod) if operation != "delete" and worker is None else ""
+        if refusal:
+            log.warning("pod %s/%s refused: %s", namespace, name, refusal)  # its names would become host paths
+            return
         if operation == "delete":
             if worker is None and not uid:
                 worker = next((w for w in self.workers.values() if w.key == key and not w.static), None)
@@ -161,6 +165,10 @@ class PodManager:
     def sync_static(self, pods: dict[str, dict[str, Any]]) -> None:
         """Make the static pods those of the manifests (by UID: a changed file is a new pod)."""
         for uid, pod in pods.items():
+            refusal = safety.identity_error(pod) if uid not in self.workers else ""
+            if refusal:
+                log.warning("static pod %s refused: %s", podspec.pod_key(pod), refusal)
+                continue
             if uid not in self.workers:
                 log.info("static pod %s (%s) added", podspec.pod_key(pod), uid)
                 self.workers[uid] = PodWorker(self, pod, static=True)

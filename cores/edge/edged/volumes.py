@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cores.edge.cri import api
+from cores.edge.edged import safety
 from cores.edge.edged.podspec import Lookup, SpecError, field_value, resource_value
 
 log = logging.getLogger("kubeedge.edged")
@@ -223,6 +224,10 @@ def apply_fs_group(path: Path, gid: int, read_only: bool) -> None:
 
 def write_atomically(target: Path, files: Payload) -> bool:
     """Make ``target`` hold exactly ``files`` (AtomicWriter layout); False when nothing changed."""
+    for relative in files:
+        refusal = safety.relative_path_error(relative)
+        if refusal:
+            raise SpecError("FailedMount", f"volume file {refusal}")
     target.mkdir(parents=True, exist_ok=True)
     data_link = target / "..data"
     if data_link.is_symlink() and _same(target / os.readlink(data_link), files):
@@ -328,7 +333,13 @@ def mounts(container: Mapping[str, Any], pod: Mapping[str, Any], paths: Mapping[
         if path is None:
             raise SpecError("CreateContainerConfigError", f"volume {mount['name']!r} is not available")
         if mount.get("subPath"):
-            path = path / str(mount["subPath"])
+            volume_root, sub_path = path, str(mount["subPath"])
+            refusal = safety.relative_path_error(sub_path)
+            if refusal:
+                raise SpecError("CreateContainerConfigError", f"subPath {refusal}")
+            path = path / sub_path
+            if not safety.within(volume_root, path):  # a symlink the container left in its volume
+                raise SpecError("CreateContainerConfigError", f"subPath {sub_path!r} leaves volume {mount['name']!r}")
             if not path.exists() and volume_kind(volumes.get(mount["name"], {})) not in READ_ONLY_KINDS:
                 path.mkdir(parents=True, exist_ok=True)
         read_only = bool(mount.get("readOnly")) or volume_kind(volumes.get(mount["name"], {})) in READ_ONLY_KINDS
