@@ -32,8 +32,8 @@ def is_subdomain(name: str) -> bool:
 
 def identity_error(pod: Mapping[str, Any]) -> str:
     """Why the pod's names cannot be used on this host ("" when they can)."""
-    meta = pod.get("metadata") if isinstance(pod.get("metadata"), Mapping) else {}
-    spec = pod.get("spec") if isinstance(pod.get("spec"), Mapping) else {}
+    meta: Mapping[str, Any] = pod["metadata"] if isinstance(pod.get("metadata"), Mapping) else {}
+    spec: Mapping[str, Any] = pod["spec"] if isinstance(pod.get("spec"), Mapping) else {}
     namespace, name, uid = (str(meta.get(k) or "") for k in ("namespace", "name", "uid"))
     if not is_label(namespace):
         return f"namespace {namespace!r} is not a DNS-1123 label"
