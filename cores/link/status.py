@@ -50,10 +50,9 @@ class StatusError(Exception):
 
     @property
     def code(self) -> int:
-        try:
-            return int(self.status.get("code") or 0)
-        except (TypeError, ValueError):
-            return 0
+        code = self.status.get("code")
+        # a peer's Status may carry anything: what is not an HTTP error code counts as a server error
+        return code if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599 else 500
 
     @property
     def reason(self) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from cores.beehive import Message
+from cores.common.objects import PodView
 from cores.edge.cri import POD_UID, CriClient, CriError, RuntimeUnavailable, api, labels_for_node
 from cores.edge.edged import podspec, safety, static, volumes
 from cores.edge.edged.backoff import Backoff
@@ -104,6 +105,14 @@ class PodManager:
             await asyncio.sleep(seconds)  # connected yet refused: do not spin
 
     def handle(self, message: Message) -> None:
+        """A push from MetaManager. Whatever the cloud sent, a bad one is logged and dropped: it never
+        stops Edged (a malicious response crashing the peer, CVE-2022-31077's class)."""
+        try:
+            self._handle(message)
+        except Exception:  # noqa: BLE001 - one bad message must not stop the node's pods
+            log.exception("dropped a malformed push %s", message.describe())
+
+    def _handle(self, message: Message) -> None:
         parts = message.route.resource.split("/")
         if len(parts) != 3:
             return
@@ -125,7 +134,7 @@ class PodManager:
             self._mirror(operation, key, pod)  # the cloud's view of a static pod: never run
             return
         uid = podspec.pod_uid(pod)
-        node = (pod.get("spec") or {}).get("nodeName")
+        node = PodView(pod).node_name
         if node and node != self.node_name:
             log.debug("pod %s/%s is bound to %s, not this node", namespace, name, node)
             return
@@ -140,7 +149,7 @@ class PodManager:
             if worker is not None and not worker.static:
                 worker.delete()
             return
-        if not uid or not pod.get("spec"):
+        if not uid or not isinstance(pod.get("spec"), dict) or not pod["spec"]:
             return
         if worker is not None:
             worker.update(pod)
