@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
 from certs import errors as cert_errors
 from certs import token as tokens
 from cores.common import config as configs
+from cores.common import names
 from cores.common import layout as layouts
 from cores.common import supervision
 from cores.controlplane.launcher import keadm_argv
@@ -52,8 +54,27 @@ def parse_labels(text: str) -> dict[str, str]:
         key, separator, value = item.partition("=")
         if not separator or not key:
             raise InstallError(f"--labels {item!r}: expected key=value[,key=value]")
+        refusal = _label_refusal(key, value)
+        if refusal:
+            raise InstallError(f"--labels {item!r}: {refusal}")
         labels[key] = value
     return labels
+
+
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+
+
+def _label_refusal(key: str, value: str) -> str:
+    """Kubernetes' label syntax: ``[prefix/]name`` (prefix a DNS-1123 subdomain, name at most 63 of
+    ``[-A-Za-z0-9_.]`` starting and ending alphanumeric), the value the same rule or empty."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and not names.is_dns1123_subdomain(prefix):
+        return f"label prefix {prefix!r} is not a DNS-1123 subdomain"
+    if len(name) > 63 or not _LABEL_NAME.match(name):
+        return f"label name {name!r} is not a valid label name"
+    if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
+        return f"label value {value!r} is not a valid label value"
+    return ""
 
 
 class EdgeInstaller:
@@ -61,6 +82,9 @@ class EdgeInstaller:
         self.options = options
         self.layout = options.layout
         self.node_name = (options.node_name or configs.host_name()).lower()
+        refusal = names.validate_node_name(self.node_name)
+        if refusal:
+            raise InstallError(f"--edgenode-name: {refusal}")
         host, _, port = options.cloudcore_ipport.rpartition(":")
         if not host or not port.isdigit():
             raise InstallError(f"--cloudcore-ipport {options.cloudcore_ipport!r}: expected <ip>:<port>, e.g. 192.168.1.10:10000")

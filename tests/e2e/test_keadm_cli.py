@@ -182,3 +182,22 @@ def test_edgecore_without_certificate_or_token_says_so(tmp_path: Path) -> None:
     result = keadm("run", "edge", "--config", str(path))
     assert result.returncode == 1
     assert "no valid certificate for node e2e-node" in result.stderr and "keadm join --token" in result.stderr
+
+
+@pytest.mark.parametrize("flags, refusal", [
+    (["--edgenode-name", "edge;touch {mark}"], "--edgenode-name: node name"),
+    (["--edgenode-name", "$(touch {mark})"], "--edgenode-name: node name"),
+    (["--edgenode-name", "../../etc/x"], "--edgenode-name: node name"),
+    (["--edgenode-name", "edge-1", "-l", "zone=$(touch {mark})"], "label value"),
+    (["--edgenode-name", "edge-1", "-l", "a`touch {mark}`=b"], "label"),
+])
+def test_cve_2026_62371_join_refuses_shell_shaped_names_before_doing_anything(tmp_path: Path, flags: list[str], refusal: str) -> None:
+    """CVE-2026-62371/62182 (command injection through job fields): keadm join takes a node name and
+    labels from its flags; shell-shaped ones are refused with a clear message, nothing runs, nothing is written."""
+    mark = tmp_path / "pwned"
+    dirs = ["--config-dir", str(tmp_path / "etc"), "--data-dir", str(tmp_path / "var"), "--log-dir", str(tmp_path / "log")]
+    result = keadm("join", "--cloudcore-ipport", "127.0.0.1:1", "--token", "x.y.z", *[f.format(mark=mark) for f in flags], *dirs)
+    assert result.returncode != 0
+    assert refusal in result.stderr and "Traceback" not in result.stderr
+    assert not mark.exists()
+    assert not (tmp_path / "etc").exists() or not any((tmp_path / "etc").rglob("*"))
