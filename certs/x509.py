@@ -240,7 +240,7 @@ def create_client_cert(
         not_before=not_before,
         not_after=not_before + validity,
         usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
-    )
+    )  # the extensions of upstream's node certificates: key usage without keyCertSign, so it can sign nothing
     return builder.sign(ca_key, hashes.SHA256())
 
 
@@ -265,30 +265,41 @@ def sign_node_csr(
     node_name: str,
     *,
     validity: datetime.timedelta = DEFAULT_NODE_CERT_VALIDITY,
-    ext_key_usages: list[int] | None = None,
 ) -> x509.Certificate:
     """Issue a node's client certificate from its DER CSR, as ``GET /edge.crt`` does.
 
-    ``ext_key_usages`` holds Go ``x509.ExtKeyUsage`` numbers (1 ServerAuth, 2 ClientAuth);
-    None means upstream's default, ClientAuth only.
+    Of the CSR only its public key is taken (after its signature and subject are checked): the
+    certificate carries exactly ``CN=system:node:<node_name>``, ``O=system:nodes``, ``clientAuth``
+    and no alternative names, whatever the CSR asks (``serverAuth``, ``O=system:masters``, SANs),
+    so a node's certificate can speak only for that node, and only as a client.
     """
     csr = csr_from_der(csr_der)
     if not csr.is_signature_valid:
         raise CSRSignatureInvalid("the CSR's signature does not match the public key it carries")
-    common_name, organizations = _check_node_subject(csr.subject, node_name)
+    common_name, _ = _check_node_subject(csr.subject, node_name)
+    public_key = csr.public_key()
+    _check_node_key(public_key)
     not_before = _now_seconds()
     builder = _leaf_builder(
         ca_cert,
-        subject=_leaf_subject(organizations, common_name),
-        public_key=csr.public_key(),
+        subject=_leaf_subject([NODE_ORGANIZATION], common_name),
+        public_key=public_key,
         not_before=not_before,
         not_after=_whole_seconds(not_before + validity),
-        usages=_ext_key_usage_oids(ext_key_usages),
-    )
-    alt_names = _csr_alt_names(csr)
-    if alt_names:
-        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+    )  # the extensions of upstream's node certificates: key usage without keyCertSign, so it can sign nothing
     return builder.sign(ca_key, hashes.SHA256())
+
+
+def _check_node_key(public_key: CertificatePublicKeyTypes) -> None:
+    """A node key the cluster accepts: EC P-256/P-384 or RSA of at least 2048 bits."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.name in ("secp256r1", "secp384r1"):
+        return
+    if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size >= 2048:
+        return
+    raise CSRSubjectMismatch("the CSR's key is neither EC P-256/P-384 nor RSA of 2048 bits or more")
 
 
 def _check_node_subject(subject: x509.Name, node_name: str) -> tuple[str, list[str]]:
@@ -353,36 +364,11 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
-def _ext_key_usage_oids(numbers: list[int] | None) -> list[x509.ObjectIdentifier]:
-    if numbers is None:
-        numbers = [GO_EXT_KEY_USAGE_CLIENT_AUTH]
-    if not numbers:
-        raise InvalidExtKeyUsage("at least one extended key usage is required")
-    unknown = [number for number in numbers if number not in GO_EXT_KEY_USAGES]
-    if unknown:
-        raise InvalidExtKeyUsage(
-            f"unsupported extended key usage numbers {unknown}; known: {sorted(GO_EXT_KEY_USAGES)}"
-        )
-    return list(dict.fromkeys(GO_EXT_KEY_USAGES[number] for number in numbers))
-
-
 def _subject_key_identifier(cert: x509.Certificate) -> x509.SubjectKeyIdentifier | None:
     try:
         return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
         return None
-
-
-def _csr_alt_names(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
-    try:
-        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    except ValueError as error:
-        raise MalformedCSR(f"the CSR's extensions cannot be parsed: {error}") from error
-    # Upstream copies only DNS names and IP addresses from the CSR.
-    dns_names = san.get_values_for_type(x509.DNSName)
-    return _alt_names(dns_names, san.get_values_for_type(x509.IPAddress))
 
 
 def _alt_names(dns_names: list[str], ips: Sequence[_IPAltName]) -> list[x509.GeneralName]:

@@ -174,6 +174,9 @@ EXTENSIONS: dict[str, dict[str, str]] = {
     # Node certificates' lifetime in seconds (0: use edgeCertSigningDuration days), so that
     # certificate rotation can be exercised for real in seconds, without a fake clock.
     "modules.cloudHub": {"edgeCertSigningSeconds": "int"},
+    # The name EdgeHub checks CloudCore's certificate against ("": the host it dials, IP or DNS name),
+    # for a cloud reached through an address its certificate does not carry.
+    "modules.edgeHub": {"tlsServerName": "str"},
 }
 
 
@@ -187,6 +190,7 @@ def _extend(schema: dict[str, Any]) -> None:
 
 
 _extend(CLOUDCORE_SCHEMA)
+_extend(EDGECORE_SCHEMA)
 
 KINDS = {"cloud": CLOUDCORE, "edge": EDGECORE, "controlplane": CONTROLPLANE}
 

@@ -10,7 +10,6 @@ message that says what to do.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from certs import errors as cert_errors
 from certs import token as tokens
 from certs import x509 as certs
 from cores.cloud.cloudhub.credentials import Credentials
+from cores.common import names
 
 log = logging.getLogger("kubeedge.cloudhub")
 
@@ -46,7 +46,12 @@ class BootstrapServer:
         return web.Response(body=self.credentials.ca_der, content_type=OCTET)
 
     async def node(self, request: web.Request) -> web.Response:
-        if await self.node_exists(request.match_info["name"]):
+        name = request.match_info["name"]
+        refusal = names.validate_node_name(name)
+        if refusal or request.query_string:
+            # never let an outside name (or a smuggled ?watch=true) reach the API with CloudCore's identity
+            return _refuse(400, refusal or "GET /node/<name> takes no query")
+        if await self.node_exists(name):
             return web.Response(text="Node found")
         return web.Response(status=404, text="Node not found")
 
@@ -54,6 +59,9 @@ class BootstrapServer:
         node_name = request.headers.get("NodeName", "").strip()
         if not node_name:
             return _refuse(400, "missing NodeName header: the node's name is required")
+        refusal = names.validate_node_name(node_name)
+        if refusal:
+            return _refuse(400, refusal)
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -66,10 +74,10 @@ class BootstrapServer:
         elif renewal != node_name:
             return _refuse(403, f"the client certificate belongs to node {renewal!r}, not {node_name!r}")
         try:
-            usages = json.loads(request.headers["ExtKeyUsages"]) if request.headers.get("ExtKeyUsages") else None
+            # upstream edgecore sends ExtKeyUsages; whatever it asks, a node certificate is clientAuth only
             cert = certs.sign_node_csr(body, self.credentials.ca_cert, self.credentials.ca_key, node_name,
-                                       validity=self.signing_duration, ext_key_usages=usages)
-        except (cert_errors.CSRError, cert_errors.InvalidExtKeyUsage, ValueError) as error:
+                                       validity=self.signing_duration)
+        except (cert_errors.CSRError, ValueError) as error:
             return _refuse(400, f"cannot sign the certificate request: {error}")
         log.info("signed a certificate for node %s (%s)", node_name, "renewal" if renewal else "join")
         return web.Response(body=certs.cert_to_der(cert), content_type=OCTET)

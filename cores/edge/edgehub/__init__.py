@@ -94,10 +94,16 @@ class EdgeHub:
 
     # connection -----------------------------------------------------------------------------
     def _tls(self) -> ssl.SSLContext:
+        # The KubeEdge CA pins the cloud, and the certificate must name the address dialled (or the
+        # pinned tlsServerName): another certificate from the same CA, say a node's, never passes.
         context = ssl.create_default_context(cafile=str(self.paths.ca))
         context.load_cert_chain(self.paths.cert, self.paths.key)
-        context.check_hostname = False  # the KubeEdge CA pins the cloud; its SANs name its addresses
+        context.check_hostname = True
         return context
+
+    def _server_hostname(self) -> dict[str, Any]:
+        pinned = str(self.hub.get("tlsServerName") or "")
+        return {"server_hostname": pinned} if pinned else {}
 
     def url(self) -> str:
         return f"wss://{self.hub.websocket.server}/{self.hub.projectID}/{self.node_name}/events"
@@ -109,7 +115,7 @@ class EdgeHub:
         while True:
             try:
                 async with websockets.connect(
-                    self.url(), ssl=self._tls(), additional_headers=[
+                    self.url(), ssl=self._tls(), **self._server_hostname(), additional_headers=[
                         ("Connectionuse", "msg"), ("Node_id", self.node_name), ("Project_id", str(self.hub.projectID))],
                     user_agent_header="Go-http-client/1.1", compression=None, ping_interval=None,
                     open_timeout=float(self.hub.websocket.handshakeTimeout), max_size=16 * 1024 * 1024,

@@ -94,7 +94,9 @@ def node_exists(http_server: str, ca_der: bytes, node_name: str) -> bool:
 
 def _verifying_context(ca_der: bytes, client: CertificatePaths | None = None) -> ssl.SSLContext:
     context = ssl.create_default_context(cadata=ssl.DER_cert_to_PEM_cert(ca_der))
-    context.check_hostname = False  # the cloud may be addressed by any of its IPs; the CA pins it
+    # the CA pins the cloud, and its certificate must name the address dialled (CloudCore's
+    # carries every advertiseAddress and dnsName): a node's certificate from the same CA never passes
+    context.check_hostname = True
     if client is not None:
         context.load_cert_chain(client.cert, client.key)
     return context
