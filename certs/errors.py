@@ -85,6 +85,10 @@ class CSRSubjectMismatch(CSRError):
     """The CSR's subject does not name the node that asks for the certificate."""
 
 
+class UnacceptableKey(CSRError):
+    """The CSR's public key is not one a node may have (EC P-256/P-384, RSA >= 2048 bits)."""
+
+
 class CertVerificationError(CertsError):
     """A certificate presented as a node's client certificate was refused."""
 

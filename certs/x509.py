@@ -28,6 +28,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certs.errors import (
     CertExpired,
+    CertsError,
     CertNotYetValid,
     CertSignatureInvalid,
     CSRSignatureInvalid,
@@ -38,6 +39,7 @@ from certs.errors import (
     MalformedCSR,
     MalformedKey,
     NotANodeCertificate,
+    UnacceptableKey,
 )
 
 PrivateKey = ec.EllipticCurvePrivateKey
@@ -274,10 +276,17 @@ def sign_node_csr(
     so a node's certificate can speak only for that node, and only as a client.
     """
     csr = csr_from_der(csr_der)
-    if not csr.is_signature_valid:
+    # The DER is parsed lazily: a field that cannot be decoded (an unknown key or signature
+    # algorithm, a broken name) surfaces here, and is the CSR's fault, never a crash.
+    try:
+        signature_valid = csr.is_signature_valid
+        public_key = csr.public_key()
+        subject = csr.subject
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+        raise MalformedCSR(f"the CSR cannot be decoded: {error}") from error
+    if not signature_valid:
         raise CSRSignatureInvalid("the CSR's signature does not match the public key it carries")
-    common_name, _ = _check_node_subject(csr.subject, node_name)
-    public_key = csr.public_key()
+    common_name, _ = _check_node_subject(subject, node_name)
     _check_node_key(public_key)
     not_before = _now_seconds()
     builder = _leaf_builder(
@@ -299,7 +308,45 @@ def _check_node_key(public_key: CertificatePublicKeyTypes) -> None:
         return
     if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size >= 2048:
         return
-    raise CSRSubjectMismatch("the CSR's key is neither EC P-256/P-384 nor RSA of 2048 bits or more")
+    raise UnacceptableKey(
+        f"the CSR's key ({_describe_key(public_key)}) is neither EC P-256/P-384 nor RSA of 2048 bits or more"
+    )
+
+
+def _describe_key(public_key: object) -> str:
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return f"EC {public_key.curve.name}"
+    size = getattr(public_key, "key_size", None)
+    return f"{type(public_key).__name__.removeprefix('_')}{f' {size} bits' if size else ''}"
+
+
+# What upstream edgecore's CSR holds besides CN and O=system:nodes (create_node_csr).
+_UPSTREAM_CSR_SUBJECT = {
+    (NameOID.COUNTRY_NAME, "CN"),
+    (NameOID.STATE_OR_PROVINCE_NAME, "Zhejiang"),
+    (NameOID.LOCALITY_NAME, "Hangzhou"),
+}
+
+
+def csr_extras(csr_der: bytes) -> list[str]:
+    """What a CSR asks for beyond a node certificate (and so does not get), to log it.
+
+    Empty for upstream's CSR. Never raises: an undecodable part is listed as such.
+    """
+    try:
+        csr = csr_from_der(csr_der)
+        attributes = list(csr.subject)
+        extensions = list(csr.extensions)
+    except (CertsError, ValueError, TypeError, UnsupportedAlgorithm):
+        return ["an undecodable subject or extension"]
+    extras = [
+        f"{attribute.oid._name} {attribute.value!r}"
+        for attribute in attributes
+        if attribute.oid != NameOID.COMMON_NAME
+        and (attribute.oid, attribute.value) != (NameOID.ORGANIZATION_NAME, NODE_ORGANIZATION)
+        and (attribute.oid, attribute.value) not in _UPSTREAM_CSR_SUBJECT
+    ]
+    return extras + [f"extension {extension.oid._name}" for extension in extensions]
 
 
 def _check_node_subject(subject: x509.Name, node_name: str) -> tuple[str, list[str]]:

@@ -82,15 +82,18 @@ async def _load_ca(kube: Kube, hub: Any) -> tuple[Any, Any]:
     return certs.create_ca()
 
 
-def _covers(cert: Any, ips: list[str]) -> bool:
+def _covers(cert: Any, ips: list[str], names: list[str]) -> bool:
+    """Whether the certificate names every address edges may dial: EdgeHub checks it against the
+    host it dials (IP or DNS SAN), so a stored certificate missing one is made again."""
     from cryptography import x509
 
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return False
-    present = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
-    return set(ips) <= present
+    present_ips = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    present_names = {name.lower() for name in san.get_values_for_type(x509.DNSName)}
+    return set(ips) <= present_ips and {name.lower() for name in names} <= present_names
 
 
 async def _load_server(kube: Kube, hub: Any, ca_cert: Any, ca_key: Any) -> tuple[Any, Any]:
@@ -102,9 +105,9 @@ async def _load_server(kube: Kube, hub: Any, ca_cert: Any, ca_key: Any) -> tuple
     cert_der, key_der = _unb64(secret, "cloudcoredata"), _unb64(secret, "cloudcorekeydata")
     if cert_der and key_der:
         cert = certs.cert_from_der(cert_der)
-        if _covers(cert, ips) and cert.issuer == ca_cert.subject:
+        if _covers(cert, ips, names) and cert.issuer == ca_cert.subject:
             return cert, certs.key_from_der(key_der)
-        log.info("the stored server certificate does not cover %s: making a new one", ", ".join(ips))
+        log.info("the stored server certificate does not cover %s: making a new one", ", ".join(ips + names))
     key = certs.generate_key()
     cert = certs.create_server_cert(ca_cert, ca_key, key, ip_addresses=ips, dns_names=names)
     return cert, key

@@ -73,7 +73,7 @@ class EdgeHub:
                 f"no valid certificate for node {self.node_name} at {self.paths.cert} and no token to get one: "
                 "join with `keadm join --token <keadm gettoken output>` or set modules.edgeHub.token")
         log.info("bootstrapping the node certificate from %s", self.hub.httpServer)
-        certificate.bootstrap(str(self.hub.httpServer), token, self.node_name, self.paths)
+        certificate.bootstrap(str(self.hub.httpServer), token, self.node_name, self.paths, self._pinned_name())
         self._blank_token()
 
     def _token(self) -> str:
@@ -96,13 +96,14 @@ class EdgeHub:
     def _tls(self) -> ssl.SSLContext:
         # The KubeEdge CA pins the cloud, and the certificate must name the address dialled (or the
         # pinned tlsServerName): another certificate from the same CA, say a node's, never passes.
-        context = ssl.create_default_context(cafile=str(self.paths.ca))
-        context.load_cert_chain(self.paths.cert, self.paths.key)
-        context.check_hostname = True
-        return context
+        return certificate.client_context(cafile=str(self.paths.ca), client=self.paths, server_name=self._pinned_name())
+
+    def _pinned_name(self) -> str:
+        """``modules.edgeHub.tlsServerName``: the name CloudCore's certificate must carry ("" = the host dialled)."""
+        return str(self.hub.get("tlsServerName") or "")
 
     def _server_hostname(self) -> dict[str, Any]:
-        pinned = str(self.hub.get("tlsServerName") or "")
+        pinned = self._pinned_name()
         return {"server_hostname": pinned} if pinned else {}
 
     def url(self) -> str:
@@ -169,7 +170,8 @@ class EdgeHub:
         while True:
             delay = backoff.next_delay()
             try:
-                await asyncio.to_thread(certificate.renew, str(self.hub.httpServer), self.node_name, self.paths)
+                await asyncio.to_thread(certificate.renew, str(self.hub.httpServer), self.node_name, self.paths,
+                                        self._pinned_name())
                 break
             except certificate.BootstrapError as error:
                 log.warning("certificate rotation failed, retrying in %.0fs: %s", delay, error)

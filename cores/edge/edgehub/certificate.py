@@ -3,7 +3,9 @@
 Bootstrap: fetch ``/ca.crt`` without verifying (trust on first use), check its sha256 against the
 token's first part, send a P-256 CSR (``CN=system:node:<node>``) to ``/edge.crt`` with the
 token's JWT, store CA, certificate and key as PEM. Rotation presents the current certificate
-instead of a token. Used by EdgeHub at start and by ``keadm join`` (synchronously, so a bad
+instead of a token. Once the CA is known, every call checks CloudCore's certificate against the
+host dialled (an IP or DNS SAN), or against ``server_name`` (``modules.edgeHub.tlsServerName``)
+when one is pinned: another certificate of the same CA, say a node's, never passes as the cloud. Used by EdgeHub at start and by ``keadm join`` (synchronously, so a bad
 token or an unreachable cloud is reported by join itself). ``cryptography`` is imported only
 here and only when a key or certificate must be made or read.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import socket
 import ssl
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,10 @@ class TokenRefused(BootstrapError):
 
 class NameTaken(BootstrapError):
     pass
+
+
+class CloudNotTrusted(BootstrapError):
+    """The server's certificate is not the cloud's: wrong CA, or it does not name the host dialled."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +77,11 @@ def _request(url: str, context: ssl.SSLContext, *, body: bytes | None = None, he
         raise BootstrapError(f"{url} answered {error.code}: {text}") from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise CloudNotTrusted(f"the server at {url} is not the cloud this node trusts: {reason.verify_message}; "
+                                  "its certificate must come from the cluster's CA and name the address dialled "
+                                  "(CloudCore's advertiseAddress/dnsNames), or set modules.edgeHub.tlsServerName "
+                                  "to a name it carries") from None
         raise CloudUnreachable(f"cannot reach the cloud at {url}: {reason}; check --cloudcore-ipport and that "
                                "CloudCore runs and its port 10002 is open") from None
 
@@ -82,9 +94,9 @@ def fetch_ca(http_server: str) -> bytes:
     return _request(http_server.rstrip("/") + "/ca.crt", context)
 
 
-def node_exists(http_server: str, ca_der: bytes, node_name: str) -> bool:
+def node_exists(http_server: str, ca_der: bytes, node_name: str, server_name: str = "") -> bool:
     try:
-        _request(f"{http_server.rstrip('/')}/node/{node_name}", _verifying_context(ca_der))
+        _request(f"{http_server.rstrip('/')}/node/{node_name}", _verifying_context(ca_der, server_name=server_name))
     except BootstrapError as error:
         if "answered 404" in str(error):
             return False
@@ -92,20 +104,49 @@ def node_exists(http_server: str, ca_der: bytes, node_name: str) -> bool:
     return True
 
 
-def _verifying_context(ca_der: bytes, client: CertificatePaths | None = None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cadata=ssl.DER_cert_to_PEM_cert(ca_der))
-    # the CA pins the cloud, and its certificate must name the address dialled (CloudCore's
-    # carries every advertiseAddress and dnsName): a node's certificate from the same CA never passes
+class PinnedNameContext(ssl.SSLContext):
+    """A client context that checks the server against ``pinned`` instead of the host in the URL
+    (urllib and asyncio pass that host as ``server_hostname``; this replaces it)."""
+
+    pinned = ""
+
+    def wrap_socket(self, sock: socket.socket, server_side: bool = False, do_handshake_on_connect: bool = True,
+                    suppress_ragged_eofs: bool = True, server_hostname: str | bytes | None = None,
+                    session: ssl.SSLSession | None = None) -> ssl.SSLSocket:
+        return super().wrap_socket(sock, server_side, do_handshake_on_connect, suppress_ragged_eofs,
+                                   self.pinned or server_hostname, session)
+
+    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, server_side: bool = False,
+                 server_hostname: str | bytes | None = None, session: ssl.SSLSession | None = None) -> ssl.SSLObject:
+        return super().wrap_bio(incoming, outgoing, server_side, self.pinned or server_hostname, session)
+
+
+def client_context(*, cafile: str | None = None, cadata: str | None = None, client: CertificatePaths | None = None,
+                   server_name: str = "") -> ssl.SSLContext:
+    """TLS to CloudCore: its certificate must chain to the KubeEdge CA and name the host dialled
+    (CloudCore's carries every advertiseAddress and dnsName), or ``server_name`` when pinned."""
+    context: ssl.SSLContext = PinnedNameContext(ssl.PROTOCOL_TLS_CLIENT) if server_name else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if isinstance(context, PinnedNameContext):
+        context.pinned = server_name
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cafile=cafile, cadata=cadata)
     if client is not None:
         context.load_cert_chain(client.cert, client.key)
     return context
 
 
-def bootstrap(http_server: str, token: str, node_name: str, paths: CertificatePaths) -> datetime.datetime:
+def _verifying_context(ca_der: bytes, client: CertificatePaths | None = None, server_name: str = "") -> ssl.SSLContext:
+    return client_context(cadata=ssl.DER_cert_to_PEM_cert(ca_der), client=client, server_name=server_name)
+
+
+def bootstrap(http_server: str, token: str, node_name: str, paths: CertificatePaths,
+              server_name: str = "") -> datetime.datetime:
     """Join: check the CA against the token, get a node certificate, write all three files.
 
     Returns the certificate's expiry. Nothing is written unless every step succeeded.
+    ``server_name``, when set, is the name CloudCore's certificate must carry (else the host dialled).
     """
     from certs import x509 as certs
 
@@ -114,7 +155,8 @@ def bootstrap(http_server: str, token: str, node_name: str, paths: CertificatePa
     key = certs.generate_key()
     csr = certs.csr_to_der(certs.create_node_csr(node_name, key))
     headers = {"Authorization": f"Bearer {jwt}", "NodeName": node_name, "Content-Type": "application/octet-stream"}
-    der = _request(http_server.rstrip("/") + "/edge.crt", _verifying_context(ca_der), body=csr, headers=headers)
+    der = _request(http_server.rstrip("/") + "/edge.crt", _verifying_context(ca_der, server_name=server_name), body=csr,
+                   headers=headers)
     cert = certs.cert_from_der(der)
     _write(paths.ca, certs.cert_to_pem(certs.cert_from_der(ca_der)))
     _write(paths.key, certs.key_to_pem(key), private=True)
@@ -122,14 +164,14 @@ def bootstrap(http_server: str, token: str, node_name: str, paths: CertificatePa
     return _expiry(cert)
 
 
-def renew(http_server: str, node_name: str, paths: CertificatePaths) -> datetime.datetime:
+def renew(http_server: str, node_name: str, paths: CertificatePaths, server_name: str = "") -> datetime.datetime:
     """Rotation: a new key and certificate, authenticated by the current certificate."""
     from certs import x509 as certs
 
     ca_der = certs.cert_to_der(certs.cert_from_pem(paths.ca.read_bytes()))
     key = certs.generate_key()
     csr = certs.csr_to_der(certs.create_node_csr(node_name, key))
-    der = _request(http_server.rstrip("/") + "/edge.crt", _verifying_context(ca_der, paths), body=csr,
+    der = _request(http_server.rstrip("/") + "/edge.crt", _verifying_context(ca_der, paths, server_name), body=csr,
                    headers={"NodeName": node_name, "Content-Type": "application/octet-stream"})
     cert = certs.cert_from_der(der)
     _write(paths.key, certs.key_to_pem(key), private=True)
