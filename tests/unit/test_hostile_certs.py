@@ -216,3 +216,70 @@ def test_list_entries_are_read_by_canonical_serial_and_survive_junk() -> None:
     config_map = {"data": {"0ABC": json.dumps({"node": "edge-1"}), "FF": "not json", "nothex": "{}"}}
     assert _entries(config_map) == {"ABC": {"node": "edge-1"}, "FF": {}}
     assert _entries(None) == {} and _entries({"data": None}) == {}
+
+
+# --- the revocation store's rules, over an in-memory API -----------------------------------------
+
+
+class MemoryKube:
+    """Just enough of the API for two ConfigMaps: GET, JSON merge PATCH of data keys, POST."""
+
+    def __init__(self) -> None:
+        self.maps: dict[str, dict[str, object]] = {}
+        self.version = 0
+
+    async def request(self, method: str, path: str, body: dict[str, object] | None = None, **_: object) -> dict[str, object]:
+        from cores.cloud.kube import KubeError
+
+        name = path.rsplit("/", 1)[-1]
+        self.version += 1
+        if method == "POST":
+            assert body is not None
+            name = body["metadata"]["name"]  # type: ignore[index]
+            if name in self.maps:
+                raise KubeError({"code": 409})
+            self.maps[name] = {**body, "metadata": {"name": name, "resourceVersion": str(self.version)}}  # type: ignore[dict-item]
+            return self.maps[name]
+        if name not in self.maps:
+            raise KubeError({"code": 404})
+        if method == "PATCH":
+            assert body is not None
+            data = self.maps[name].setdefault("data", {})
+            for key, value in body["data"].items():  # type: ignore[attr-defined]
+                if value is None:
+                    data.pop(key, None)  # type: ignore[attr-defined]
+                else:
+                    data[key] = value  # type: ignore[index]
+            self.maps[name]["metadata"] = {"name": name, "resourceVersion": str(self.version)}
+        return self.maps[name]
+
+
+def test_revocation_rules_reconcile_and_prune() -> None:
+    from cores.cloud.cloudhub.revocation import ISSUED, REVOKED, Revocations
+
+    async def scenario() -> None:
+        kube = MemoryKube()
+        store = Revocations(kube)  # type: ignore[arg-type]
+        await store.load()
+        now = datetime.datetime.now(datetime.UTC)
+        year = datetime.timedelta(days=365)
+        await store.record_issued("kept", 0x0A, now + year)
+        await store.record_issued("gone", 0x0B, now + year)
+        await store.record_issued("joining", 0x0C, now + year)  # never registers
+        await store.record_issued("old", 0x0D, now - datetime.timedelta(days=1))  # expired
+        assert await store.reconcile({"kept", "gone"}) == []  # marks kept and gone registered
+        assert await store.reconcile({"kept"}) == ["B"]       # gone is gone: revoked; joining is left alone
+        assert store.is_revoked("0B") and store.is_revoked("b") and not store.is_revoked("0C")
+        assert not store.is_revoked("") and not store.is_revoked("zz")
+        assert set(kube.maps[ISSUED]["data"]) == {"A", "C", "D"}  # type: ignore[arg-type]
+        assert json.loads(kube.maps[REVOKED]["data"]["B"])["node"] == "gone"  # type: ignore[index]
+        await store.prune()
+        assert set(kube.maps[ISSUED]["data"]) == {"A", "C"}  # type: ignore[arg-type]
+        assert await store.revoke_node("kept") == ["A"]
+        other = Revocations(kube)  # another CloudCore reads the shared list
+        await other.load()
+        assert other.is_revoked("0A") and other.is_revoked("0B")
+
+    import asyncio
+
+    asyncio.run(scenario())

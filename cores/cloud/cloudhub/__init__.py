@@ -3,6 +3,10 @@
 It owns the KubeEdge CA and the join token, serves the bootstrap HTTPS endpoints (10002) and
 the WebSocket server (10000), and moves messages between edge sessions and the cloud modules:
 up from a node with the ``node/<id>/`` prefix added, down to a node with it stripped.
+
+A deleted Node loses its keys: EdgeController's ``forget`` makes CloudHub revoke every certificate
+issued to the node (:mod:`.revocation`, shared by all CloudCores) and close its session; the
+WebSocket admission and the bootstrap server's renewal refuse a revoked certificate.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 from cores.beehive import Context, Message
 from cores.cloud.cloudhub import bootstrap, credentials, objectsync
+from cores.cloud.cloudhub.revocation import Revocations
 from cores.cloud.cloudhub.hub import Hub, HubSettings
 from cores.cloud.kube import Kube, KubeError
 from cores.common.config import Config
@@ -41,13 +46,17 @@ class CloudHub:
         self._wakes: dict[str, asyncio.Event] = {}  # per node: its queue has something new
         self._recording: dict[tuple[str, str], asyncio.Task[None]] = {}  # ObjectSync creations in flight
         self.queue_limit = 10_000  # objects waiting per node; see reliable.py for the policy
+        self.revocations = Revocations(kube)
 
     async def start(self, ctx: Context) -> None:
         hub = self.hub_config
         creds = await credentials.ensure(self.kube, hub)
         ca_file, cert_file, key_file = (str(p) for p in credentials.write_tls_files(creds, hub))
+        # before any edge is served: the revoked certificates, and what nodes deleted meanwhile still hold
+        await self.revocations.load()
+        await self.revocations.reconcile(await self._node_names())
         if hub.https.enable:
-            server = bootstrap.BootstrapServer(creds, self._node_exists, self._signing_duration())
+            server = bootstrap.BootstrapServer(creds, self._node_exists, self._signing_duration(), self.revocations)
             context = bootstrap.tls_context(ca_file, cert_file, key_file, require_client=False)
             self._runners.append(await bootstrap.serve(server.application(), hub.https.address, int(hub.https.port), context))
             log.info("bootstrap server listening on %s:%d", hub.https.address, hub.https.port)
@@ -59,11 +68,12 @@ class CloudHub:
             host=hub.websocket.address, port=int(hub.websocket.port), keepalive_timeout=float(hub.keepaliveInterval),
             node_limit=int(hub.nodeLimit), authorization=bool(hub.authorization.enable),
             authorization_debug=bool(hub.authorization.debug), frame_limits=Limits(),
-            owner=self.name,
+            owner=self.name, is_revoked=self.revocations.is_revoked,
         ))
         if hub.websocket.enable:
             await self.hub.start(bootstrap.tls_context(ca_file, cert_file, key_file, require_client=True))
         self.tasks.keep(lambda: self._refresh_token(creds), "token-refresh")
+        self.tasks.keep(self.revocations.keep_current, "revocations")
         mailbox = asyncio.create_task(self._read_mailbox(ctx), name="cloudhub-mailbox")
         failed = asyncio.create_task(self.tasks.failed(), name="cloudhub-supervision")
         try:
@@ -106,6 +116,10 @@ class CloudHub:
             raise
         return True
 
+    async def _node_names(self) -> list[str]:
+        listed = await self.kube.request("GET", "/api/v1/nodes")
+        return [str((item.get("metadata") or {}).get("name") or "") for item in listed.get("items") or []]
+
     async def _refresh_token(self, creds: credentials.Credentials) -> None:
         interval = float(self.hub_config.tokenRefreshDuration) * 3600
         while True:
@@ -126,6 +140,10 @@ class CloudHub:
         if message.route.operation == "forget":  # EdgeController: the node was deleted
             self._forget(node_id)
             return
+        if (message.route.resource == f"null/node/{node_id}" and message.route.operation != "delete"
+                and not self.revocations.seen(node_id)):
+            # the Node exists: its certificates now count as registered (revoked at start if it goes meanwhile)
+            self.tasks.spawn(self._node_seen(node_id), f"registered-{node_id}")
         assert self.hub is not None
         if contracts.needs_ack(message) and contracts.object_uid(message):
             await self._enqueue(node_id, message)
@@ -152,6 +170,32 @@ class CloudHub:
         self.queues.pop(node_id, None)
         self._wakes.pop(node_id, None)
         log.info("forgot node %s and its queue", node_id)
+        self.tasks.spawn(self._revoke(node_id), f"revoke-{node_id}")
+
+    async def _revoke(self, node_id: str) -> None:
+        """Revoke the deleted node's certificates, then close its session; retried until the cluster takes it."""
+        delay = 1.0
+        while True:
+            try:
+                await self.revocations.revoke_node(node_id)
+                break
+            except Exception as error:  # noqa: BLE001 - the API may be down: the revocation must still happen
+                log.error("cannot revoke the certificates of deleted node %s, retrying in %.0fs: %s", node_id, delay, error)
+                self._close_revoked(node_id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        self._close_revoked(node_id)
+
+    def _close_revoked(self, node_id: str) -> None:
+        if self.hub is not None:
+            self.hub.close_node(node_id, 4003, "node deleted: certificate revoked")
+
+    async def _node_seen(self, node_id: str) -> None:
+        try:
+            await self.revocations.node_seen(node_id)
+        except Exception as error:  # noqa: BLE001 - only the start-up check misses it; logged, retried next time
+            log.warning("cannot mark the certificates of node %s as registered: %s", node_id, error)
+            self.revocations.unsee(node_id)
 
     async def _enqueue(self, node_id: str, message: Message) -> None:
         queue = self._queue(node_id)
