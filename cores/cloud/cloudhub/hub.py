@@ -20,6 +20,7 @@ import dataclasses
 import http
 import logging
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import websockets
@@ -40,6 +41,7 @@ NODE_CN_PREFIX = "system:node:"
 # an oversized message without closing the session.
 HARD_FRAME_LIMIT = 16 * 1024 * 1024
 REAP_SECONDS = 1.0
+CLOSE_SECONDS = 10.0  # a closing handshake not done by then is cut (websockets' own close_timeout)
 
 
 @dataclasses.dataclass
@@ -53,6 +55,9 @@ class HubSettings:
     frame_limits: Limits = Limits()
     malformed_threshold: int = 20  # malformed frames per minute before the session is closed
     owner: str = "cloudhub"        # the module that gets acks and session events in its mailbox
+    # Whether a client certificate was revoked, by its serial number as ssl's getpeercert() gives
+    # it (upper-case hex); checked at every admission, whatever ``authorization`` says.
+    is_revoked: Callable[[str], bool] = lambda serial: False
 
 
 class NodeSession:
@@ -113,6 +118,14 @@ class Hub:
             if self.settings.authorization and not self.settings.authorization_debug:
                 return self._deny(connection, http.HTTPStatus.FORBIDDEN, node_id, reason)
             log.warning("authorization (debug mode, not enforced): %s", reason)
+        serial = _peer_serial(connection)
+        try:
+            revoked = self.settings.is_revoked(serial)
+        except Exception as error:  # noqa: BLE001 - fail closed: a revocation check that broke admits nobody
+            log.error("revocation check of certificate %s failed: %s", serial, error)
+            return self._deny(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, node_id, "cannot check certificate revocation")
+        if revoked:
+            return self._deny(connection, http.HTTPStatus.FORBIDDEN, node_id, f"client certificate {serial} is revoked")
         if node_id not in self.sessions and len(self.sessions) >= self.settings.node_limit:
             return self._deny(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, node_id,
                               f"node limit reached ({self.settings.node_limit}; cloudHub.nodeLimit)")
@@ -199,6 +212,25 @@ class Hub:
         else:
             log.debug("node %s: %s dropped (%s)", session.node_id, message.describe(), decision.reason or "no module")
 
+    # closing --------------------------------------------------------------------------------
+    def close_node(self, node_id: str, code: int, reason: str) -> None:
+        """Close ``node_id``'s session, if it has one, without waiting for it (e.g. its certificate was revoked)."""
+        session = self.sessions.get(node_id)
+        if session is not None:
+            log.warning("closing the session of node %s (%d %s)", node_id, code, reason)
+            self._close(session, code, reason)
+
+    def _close(self, session: NodeSession, code: int, reason: str) -> None:
+        """Start the closing handshake in the background; a peer that does not finish it in time is cut."""
+        self.tasks.spawn(self._close_within(session, code, reason), f"close-{session.node_id}")
+
+    async def _close_within(self, session: NodeSession, code: int, reason: str) -> None:
+        try:
+            await asyncio.wait_for(session.connection.close(code, reason), CLOSE_SECONDS)
+        except TimeoutError:
+            log.warning("node %s did not finish closing within %gs: connection cut", session.node_id, CLOSE_SECONDS)
+            session.connection.transport.abort()
+
     # downstream -----------------------------------------------------------------------------
     async def send_to_node(self, node_id: str, message: Message) -> bool:
         session = self.sessions.get(node_id)
@@ -211,9 +243,17 @@ class Hub:
         return True
 
 
-def _peer_common_name(connection: ServerConnection) -> str:
+def _peer_certificate(connection: ServerConnection) -> dict[str, Any]:
     cert: Any = connection.transport.get_extra_info("peercert") if connection.transport else None
-    for rdn in (cert or {}).get("subject", ()):
+    return cert if isinstance(cert, dict) else {}
+
+
+def _peer_serial(connection: ServerConnection) -> str:
+    return str(_peer_certificate(connection).get("serialNumber", ""))
+
+
+def _peer_common_name(connection: ServerConnection) -> str:
+    for rdn in _peer_certificate(connection).get("subject", ()):
         for key, value in rdn:
             if key == "commonName":
                 return str(value)
