@@ -343,9 +343,14 @@ def test_token_queries_and_legacy_status_updates(controlplane: ControlPlane, clo
                 if reply["header"].get("parent_msg_id") == messages[-1].msg_id:
                     return reply["content"]
 
+    pod_uid = core.read_namespaced_pod("rt-pod", "default").metadata.uid
+
     def token_query(account: str) -> Message:
+        # a node may only ask for tokens bound to one of its own pods (NodeRestriction)
+        bound = {"kind": "Pod", "apiVersion": "v1", "name": "rt-pod", "uid": pod_uid}
         return Message.new(source="edged", group="meta", operation="query", resource=f"default/serviceaccounttoken/{account}",
-                           content={"spec": {"audiences": ["https://kubernetes.default.svc.cluster.local"], "expirationSeconds": 3600}})
+                           content={"spec": {"audiences": ["https://kubernetes.default.svc.cluster.local"], "expirationSeconds": 3600,
+                                             "boundObjectRef": bound}})
 
     try:
         time.sleep(1)
