@@ -16,7 +16,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from cores.controlplane import defaults, errors, objects, patch, validation
+from cores.controlplane import defaults, errors, jsonbody, objects, openapi, patch, typecheck, validation
+from cores.controlplane.limits import MAX_JSON_DEPTH, MAX_RESOURCE_VERSION
 from cores.controlplane.objects import meta
 from cores.controlplane.registry import CRD, Registry, ResourceType
 from cores.controlplane.selectors import FIELD_SELECTORS, parse_field_selector, parse_label_selector
@@ -33,11 +34,40 @@ DEFAULT_FIELD_SELECTORS = ("metadata.name", "metadata.namespace")
 TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
-def parse_json_body(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise errors.bad_request(f"couldn't get version/kind; json parse error: {error}") from None
+def parse_json_body(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """A request body's JSON value; 400 for invalid UTF-8, invalid JSON or nesting past ``max_depth``."""
+    return jsonbody.parse(body, max_depth)
+
+
+def parse_resource_version(value: str) -> int:
+    """A resourceVersion as a revision ("" and "0": none); ValueError with strconv.ParseUint's words if invalid."""
+    if value in ("", "0"):
+        return 0
+    if not value.isascii() or not value.isdigit():
+        raise ValueError(f'strconv.ParseUint: parsing "{value[:64]}": invalid syntax')
+    if len(value) > 19 or int(value) > MAX_RESOURCE_VERSION:
+        raise ValueError(f'strconv.ParseUint: parsing "{value[:64]}": value out of range')
+    return int(value)
+
+
+def check_types(resource: ResourceType, obj: Any) -> None:
+    """400 BadRequest, in kube-apiserver's words, when a value of ``obj`` has a type its schema refuses;
+    then, in place, null map values and list items become zero values as Go's decoder makes them.
+
+    Kinds without a built-in schema (custom resources, reviews) pass unchanged.
+    """
+    name = openapi.schema_name(resource.group, resource.version, resource.kind)
+    if name is not None:
+        check_definition(name, obj)
+        typecheck.fill_null_items(name, obj)
+
+
+def check_definition(definition: str, obj: Any) -> None:
+    """:func:`check_types` against a named definition (a Binding, DeleteOptions or TokenRequest body)."""
+    problem = typecheck.first_problem(definition, obj)
+    if problem is not None:
+        package, _, kind = definition.rpartition(".")
+        raise errors.bad_request(typecheck.decode_error_message(kind, package.rpartition(".")[2], problem))
 
 
 Matcher = Callable[[dict[str, str], dict[str, str]], bool]
@@ -67,9 +97,11 @@ def row_filter(matcher: Matcher | None) -> Callable[[Row], bool] | None:
 
 
 class Api:
-    def __init__(self, store: Store, registry: Registry, service_cidr: str = "10.96.0.0/12") -> None:
+    def __init__(self, store: Store, registry: Registry, service_cidr: str = "10.96.0.0/12",
+                 max_json_depth: int = MAX_JSON_DEPTH) -> None:
         self.store = store
         self.registry = registry
+        self.max_json_depth = max_json_depth
         self.service_network = ipaddress.ip_network(service_cidr)
         self.admission: list[Admission] = []
 
@@ -135,6 +167,7 @@ class Api:
         if not isinstance(body, dict):
             raise errors.bad_request("the request body must be a JSON object")
         obj = copy.deepcopy(body)
+        check_types(resource, obj)  # before anything reads a field: every value has its schema's type
         api_version, kind = obj.get("apiVersion"), obj.get("kind")
         if kind and kind != resource.kind or api_version and api_version.split("/")[0] not in (resource.group or "v1", resource.api_version):
             raise errors.bad_request(
@@ -205,6 +238,7 @@ class Api:
         if meta(new).get("name") != name:
             raise errors.bad_request("the name of the object does not match the name on the URL")
         expected = meta(new).get("resourceVersion")
+        self._check_resource_version(resource, name, expected)
 
         def change(old: dict[str, Any]) -> dict[str, Any]:
             if expected and expected != meta(old).get("resourceVersion"):
@@ -222,7 +256,7 @@ class Api:
             raise errors.unsupported_media_type(content_type, list(PATCH_TYPES))
         if kind == "strategic" and not patch.supports_strategic(resource.kind):
             raise errors.unsupported_media_type(content_type, ["application/json-patch+json", "application/merge-patch+json"])
-        document = parse_json_body(body)
+        document = parse_json_body(body, self.max_json_depth)
 
         def change(old: dict[str, Any]) -> dict[str, Any]:
             try:
@@ -236,7 +270,9 @@ class Api:
                 raise errors.invalid(resource.group, resource.kind, name, str(error), []) from None
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patch made the object something other than a JSON object")
+            check_types(resource, patched)  # the patched object, as kube-apiserver decodes it
             expected = meta(patched).get("resourceVersion")
+            self._check_resource_version(resource, name, expected)
             if expected and expected != meta(old).get("resourceVersion"):
                 raise errors.stale_update(resource.group, resource.plural, name)
             if check_fields is not None:
@@ -253,7 +289,11 @@ class Api:
             old = txn.get(key)
             if old is None:
                 raise errors.not_found(resource.group, resource.plural, name)
-            new = objects.prepare_update(resource, change(copy.deepcopy(old)), old, subresource)
+            changed = change(copy.deepcopy(old))
+            check_types(resource, changed)
+            new = objects.prepare_update(resource, changed, old, subresource)
+            if new is not changed:
+                check_types(resource, new)  # what is kept of the stored object is checked too
             if subresource != "status":
                 defaults.apply_defaults(resource.kind, new, on_create=False)
             elif resource.kind == "Pod":
@@ -269,6 +309,19 @@ class Api:
         if resource.plural == "customresourcedefinitions" and resource.group == CRD.group:
             self.registry.apply_crd(result)
         return result
+
+    @staticmethod
+    def _check_resource_version(resource: ResourceType, name: str, value: Any) -> None:
+        """422 Invalid for a metadata.resourceVersion that is no revision (kube-apiserver's versioner)."""
+        if not value:
+            return
+        try:
+            parse_resource_version(str(value))
+        except ValueError as error:
+            cause = validation.invalid("metadata.resourceVersion", str(value)[:64], str(error))
+            message = validation.format_invalid_message(resource.kind, name, [cause], group=resource.group)
+            raise errors.invalid(resource.group, resource.kind, name, message,
+                                 [{"reason": cause.reason, "message": cause.message, "field": cause.field}]) from None
 
     @staticmethod
     def _finalized(obj: dict[str, Any]) -> bool:
@@ -339,13 +392,14 @@ class Api:
     def _grace_period(resource: ResourceType, obj: dict[str, Any], options: dict[str, Any]) -> int:
         if resource.kind != "Pod":
             return 0
-        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        spec, status = obj.get("spec"), obj.get("status")
+        spec, status = spec if isinstance(spec, dict) else {}, status if isinstance(status, dict) else {}
         if not spec.get("nodeName") or status.get("phase") in TERMINAL_PHASES:
             return 0  # nothing runs it: kube-apiserver deletes unscheduled and finished pods at once
         requested = options.get("gracePeriodSeconds")
         if requested is None:
             requested = spec.get("terminationGracePeriodSeconds", 30)
-        return max(int(requested), 0)
+        return max(requested, 0) if isinstance(requested, int) else 30
 
     async def delete_collection(self, resource: ResourceType, namespace: str | None, options: dict[str, Any],
                                 label_selector: str = "", field_selector: str = "", dry_run: bool = False) -> builtins.list[dict[str, Any]]:
@@ -400,6 +454,7 @@ class Api:
 
     # pods/binding -------------------------------------------------------------------------
     async def bind(self, resource: ResourceType, namespace: str, name: str, body: Any) -> None:
+        check_definition("io.k8s.api.core.v1.Binding", body)
         target = ((body or {}).get("target") or {}).get("name") if isinstance(body, dict) else None
         if not target:
             raise errors.invalid("", "Binding", name, f'Binding "{name}" is invalid: target.name: Required value',
@@ -415,8 +470,12 @@ class Api:
             current = (pod.get("spec") or {}).get("nodeName")
             if current:
                 raise errors.conflict("", "pods", name, f'pod {name} is already assigned to node "{current}"')
-            pod.setdefault("spec", {})["nodeName"] = target
-            conditions = [c for c in (pod.setdefault("status", {}).get("conditions") or []) if c.get("type") != "PodScheduled"]
+            for part in ("spec", "status"):  # a stored object from before types were checked
+                if not isinstance(pod.get(part), dict):
+                    pod[part] = {}
+            pod["spec"]["nodeName"] = target
+            conditions = [c for c in (pod["status"].get("conditions") or [])
+                          if isinstance(c, dict) and c.get("type") != "PodScheduled"]
             conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
                                "lastTransitionTime": objects.now_rfc3339()})
             pod["status"]["conditions"] = conditions
@@ -434,7 +493,7 @@ class Api:
         kind = PATCH_TYPES.get(content_type) if content_type else "update"
         if kind is None:
             raise errors.unsupported_media_type(content_type, list(PATCH_TYPES))
-        document = parse_json_body(body)
+        document = parse_json_body(body, self.max_json_depth)
 
         def change(old: dict[str, Any]) -> dict[str, Any]:
             scale = scale_of(old)

@@ -53,6 +53,8 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
 
 # --- Resource quantities --------------------------------------------------------------------------
 
+# Decimal exponents beyond this are refused (Go's inf.Dec keeps them; nothing real needs them).
+MAX_QUANTITY_EXPONENT = 1000
 _QUANTITY_RE = re.compile(r"([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)")
 _SUFFIXES: dict[str, Fraction] = {
     "": Fraction(1),
@@ -78,8 +80,10 @@ def parse_quantity(value: Any) -> Fraction | None:
         return None
     if suffix in _SUFFIXES:
         return amount * _SUFFIXES[suffix]
-    exponent = re.fullmatch(r"[eE]([-+]?[0-9]+)", suffix)
-    return amount * Fraction(10) ** int(exponent.group(1)) if exponent else None
+    exponent = re.fullmatch(r"[eE]([-+]?[0-9]{1,6})", suffix)
+    if exponent is None or abs(int(exponent.group(1))) > MAX_QUANTITY_EXPONENT:
+        return None  # "1e999999999" would build a billion-digit number: refused as unparsable
+    return amount * Fraction(10) ** int(exponent.group(1))
 
 
 # --- QoS --------------------------------------------------------------------------------------------

@@ -24,8 +24,13 @@ GENERATION_KINDS = frozenset({"Pod", "Deployment", "ReplicaSet", "CustomResource
 _SERVER_OWNED_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
 
 
+# Offsets (grace periods) are clamped to a century: a client's 2^63 seconds must not overflow datetime.
+MAX_OFFSET_SECONDS = 100 * 365 * 24 * 3600
+
+
 def now_rfc3339(offset_seconds: float = 0) -> str:
-    moment = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=offset_seconds)
+    offset = max(-MAX_OFFSET_SECONDS, min(offset_seconds, MAX_OFFSET_SECONDS))
+    moment = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=offset)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -651,8 +651,9 @@ def field_value(obj: Mapping[str, Any], path: str) -> str:
 
 def _pod_ip(obj: Mapping[str, Any]) -> str:
     # "status.podIP" is taken from status.podIPs[0] (pod strategy ToSelectableFields).
-    pod_ips = (obj.get("status") or {}).get("podIPs") or []
-    if pod_ips and isinstance(pod_ips[0], Mapping):
+    status = obj.get("status")
+    pod_ips = status.get("podIPs") if isinstance(status, Mapping) else None
+    if isinstance(pod_ips, list) and pod_ips and isinstance(pod_ips[0], Mapping):
         return _render(pod_ips[0].get("ip"))
     return field_value(obj, "status.podIP")
 

@@ -7,6 +7,14 @@ anyone. Until RBAC exists, only ``system:masters`` may do anything else (but ask
 as RBAC's default ``system:basic-user`` role allows): other identities get 403 with
 kube-apiserver's wording. The controllers (:mod:`cores.controlplane.controllers`) run in this
 process, on the same loop, through the in-process :class:`Api`.
+
+Every request is hostile until it is answered (limits in :mod:`cores.controlplane.limits`): the
+socket caps connections per source and bounds the time to send headers (:mod:`.transport`); the
+body is read only after authentication, within a size bound (413) and a deadline (408), must be
+identity-encoded (415) and is parsed by :mod:`.jsonbody` (400 for invalid UTF-8, depth, NaN);
+query parameters are parsed before use (400); every value of a built-in object has its schema's
+type (400, :mod:`.typecheck`). Whatever still goes wrong is a 500 ``Status``, logged, never a
+dropped connection.
 """
 
 from __future__ import annotations
@@ -24,18 +32,22 @@ from typing import Any
 from aiohttp import web
 
 from cores.common.config import Config
-from cores.controlplane import controllers, discovery, errors, openapi_v2proto, pki, protobuf, serviceaccounts, views
-from cores.controlplane.api import Api, parse_json_body, selector_matcher
+from cores.controlplane import controllers, discovery, errors, openapi, openapi_v2proto, pki, protobuf, serviceaccounts, views
+from cores.controlplane.api import Api, check_definition, parse_json_body, parse_resource_version, selector_matcher
 from cores.controlplane.bootstrap import bootstrap_objects
+from cores.controlplane.limits import MAX_RESOURCE_VERSION, ServerLimits
 from cores.controlplane.registry import Registry, ResourceType
 from cores.controlplane.selectors import selector_fields
 from cores.controlplane.store import Store
+from cores.controlplane.transport import GatedTLSSite
 from cores.controlplane.watch import stream
 
 log = logging.getLogger("kubeedge.controlplane")
 
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 JSON = "application/json"
+PROPAGATION_POLICIES = ("Foreground", "Background", "Orphan")  # sorted as kube-apiserver lists them
+MAX_WATCH_TIMEOUT_SECONDS = 24 * 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,17 +88,18 @@ def list_document(resource: ResourceType, revision: int, items: list[str], conti
 
 
 class ApiServer:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, limits: ServerLimits | None = None) -> None:
         self.config = config
+        self.limits = limits or ServerLimits.from_config(config)
         data_dir = Path(config.dataDir)
         self.registry = Registry()
         self.store = Store(data_dir / "state.db", selector_fields, watch_queue_size=config.watchQueueSize)
-        self.api = Api(self.store, self.registry, config.serviceClusterIPRange)
+        self.api = Api(self.store, self.registry, config.serviceClusterIPRange, self.limits.max_json_depth)
         self.tokens = {t["token"]: User(t.get("user", ""), _with_authenticated(t.get("groups") or ()), t.get("uid", ""))
                        for t in config.authentication.tokens}
         self.signer = serviceaccounts.TokenSigner(pki.Pki(Path(config.pkiDir)).service_account_key)
         self.api.admission.append(self._admit)
-        self.max_body = int(config.server.maxRequestBytes)
+        self.max_body = self.limits.max_request_bytes
         self._tasks: list[asyncio.Task[None]] = []
 
     # application --------------------------------------------------------------------------
@@ -103,13 +116,41 @@ class ApiServer:
                 if user is None:
                     raise errors.unauthorized()
                 request["user"] = user
+            await self._read_body(request)
             response: web.StreamResponse = await handler(request)
             return response
         except errors.ApiError as error:
-            return respond(error.status(), error.code)
+            return _closing(respond(error.status(), error.code), error.code in (408, 413))
         except web.HTTPRequestEntityTooLarge:
             too_large = errors.too_large(self.max_body)
-            return respond(too_large.status(), too_large.code)
+            return _closing(respond(too_large.status(), too_large.code), True)
+        except (ConnectionError, asyncio.CancelledError):
+            raise  # the client went away: nobody to answer
+        except Exception as error:  # noqa: BLE001 - a bug answers 500 with a Status, never a dropped connection
+            log.exception("%s %s failed", request.method, request.path[:200])
+            internal = errors.internal(f"{type(error).__name__} while serving the request")
+            return respond(internal.status(), internal.code)
+
+    async def _read_body(self, request: web.Request) -> None:
+        """Read the whole body now, within the size bound and the body deadline; handlers get it cached.
+
+        Only identity bodies: kube-apiserver decodes no Content-Encoding on requests, and inflating
+        one would let 3 MiB on the wire become gigabytes in memory.
+        """
+        if not request.body_exists:
+            return
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise errors.ApiError(415, "UnsupportedMediaType",
+                                  f"the request body has Content-Encoding {encoding[:40]!r}; only identity bodies are accepted")
+        if request.content_length is not None and request.content_length > self.max_body:
+            raise errors.too_large(self.max_body)
+        try:
+            async with asyncio.timeout(self.limits.body_timeout):
+                await request.read()
+        except TimeoutError:
+            raise errors.ApiError(408, "Timeout", f"the request body was not received within "
+                                                  f"{self.limits.body_timeout:g} s") from None
 
     async def _authenticate(self, request: web.Request) -> User | None:
         header = request.headers.get("Authorization", "")
@@ -241,9 +282,10 @@ class ApiServer:
         if sub == "scale":
             return await self._scale(request, target, verb, dry_run)
         if verb == "get":
+            _query_resource_version(query)
             item = await self.api.get(resource, namespace, name)
             table = views.table_for(resource, request.headers.get("Accept", ""), query, [item],
-                                    {"resourceVersion": json.loads(item)["metadata"].get("resourceVersion", "")})
+                                    {"resourceVersion": views.resource_version_of(item)})
             return respond(table if table is not None else item)
         if verb == "list":
             return await self._list(request, resource, namespace)
@@ -257,6 +299,7 @@ class ApiServer:
                 await self.api.bind(pods, namespace or "", name or _name_of(body), body)
                 return respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
             if sub == "token" and resource.plural == "serviceaccounts":
+                check_definition("io.k8s.api.authentication.v1.TokenRequest", body)
                 return respond(await serviceaccounts.create_token(self.api, self.signer, namespace or "", name, body), 201)
             if resource.group == "authentication.k8s.io":
                 return respond(await self._review(request, resource, body), 201)
@@ -265,7 +308,7 @@ class ApiServer:
             warnings = views.check_fields(resource, body, query, await self._crds_for(resource))
             return _warned(respond(await self.api.create(resource, namespace, body, dry_run), 201), warnings)
         if verb == "update":
-            body = parse_json_body(await request.read())
+            body = parse_json_body(await request.read(), self.limits.max_json_depth)
             warnings = views.check_fields(resource, body, query, await self._crds_for(resource)) if not sub else []
             return _warned(respond(await self.api.update(resource, namespace, name, body, sub, dry_run)), warnings)
         if verb == "patch":
@@ -285,8 +328,7 @@ class ApiServer:
         return respond({"kind": resource.list_kind, "apiVersion": resource.api_version,
                         "metadata": {"resourceVersion": str(self.store.revision)}, "items": deleted})
 
-    @staticmethod
-    async def _create_body(request: web.Request) -> Any:
+    async def _create_body(self, request: web.Request) -> Any:
         data = await request.read()
         if request.headers.get("Content-Type", "").split(";")[0].strip() == protobuf.CONTENT_TYPE:
             try:
@@ -294,7 +336,7 @@ class ApiServer:
             except protobuf.ProtobufError as error:
                 raise errors.unsupported_media_type(protobuf.CONTENT_TYPE, ["application/json", "application/yaml"]) \
                     if "not supported" in str(error) else errors.bad_request(str(error)) from None
-        return parse_json_body(data)
+        return parse_json_body(data, self.limits.max_json_depth)
 
     async def _scale(self, request: web.Request, target: Target, verb: str, dry_run: bool) -> web.Response:
         resource, namespace, name = target.resource, target.namespace, target.name
@@ -317,10 +359,8 @@ class ApiServer:
 
     async def _list(self, request: web.Request, resource: ResourceType, namespace: str | None) -> web.Response:
         query = request.query
-        try:
-            limit = int(query.get("limit") or 0)
-        except ValueError:
-            raise errors.bad_request(f"invalid limit {query.get('limit')!r}") from None
+        _query_resource_version(query)
+        limit = _int_query(query, "limit", 0, MAX_RESOURCE_VERSION)
         revision, items, token = await self.api.list(
             resource, namespace, label_selector=query.get("labelSelector", ""),
             field_selector=query.get("fieldSelector", ""), limit=max(limit, 0), continue_token=query.get("continue", ""),
@@ -336,16 +376,14 @@ class ApiServer:
             name_selector = f"metadata.name={target.name}"
             field_selector = f"{field_selector},{name_selector}" if field_selector else name_selector
         matcher = selector_matcher(target.resource, query.get("labelSelector", ""), field_selector)
-        timeout = query.get("timeoutSeconds")
-        resource_version = query.get("resourceVersion", "")
-        if resource_version and not resource_version.isdigit():
-            raise errors.bad_request(f"invalid resourceVersion {resource_version!r}")
+        timeout = _int_query(query, "timeoutSeconds", 0, 2**63 - 1) if query.get("timeoutSeconds") else None
+        resource_version = str(_query_resource_version(query) or "") if query.get("resourceVersion") else ""
         transform = views.watch_table_transform(target.resource, request.headers.get("Accept", ""), query)
         response = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"})
         response.enable_chunked_encoding()
         await response.prepare(request)
         lines = stream(self.api, target.resource, target.namespace, matcher, resource_version=resource_version,
-                       timeout=float(timeout) if timeout else None,
+                       timeout=min(float(timeout), MAX_WATCH_TIMEOUT_SECONDS) if timeout else None,
                        bookmarks=query.get("allowWatchBookmarks") in ("1", "true", "True"))
         try:
             async for chunk in lines:
@@ -355,24 +393,34 @@ class ApiServer:
         except asyncio.CancelledError:
             await lines.aclose()
             raise
+        except Exception:  # noqa: BLE001 - the headers are out: end this stream, the client re-watches
+            log.exception("watch of %s ended by an error", target.resource.plural)
         await lines.aclose()
         return response
 
-    @staticmethod
-    async def _delete_options(request: web.Request) -> dict[str, Any]:
+    async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         body = await request.read()
-        options: dict[str, Any] = parse_json_body(body) if body.strip() else {}
+        options: dict[str, Any] = parse_json_body(body, self.limits.max_json_depth) if body.strip() else {}
         if not isinstance(options, dict):
             raise errors.bad_request("DeleteOptions must be a JSON object")
+        check_definition(openapi.DELETE_OPTIONS, options)
         query = request.query
         if "gracePeriodSeconds" in query:
-            options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
+            options["gracePeriodSeconds"] = _int_query(query, "gracePeriodSeconds", -(2**63), 2**63 - 1)
         if "propagationPolicy" in query:
             options["propagationPolicy"] = query["propagationPolicy"]
+        policy = options.get("propagationPolicy")
+        if policy is not None and policy not in PROPAGATION_POLICIES:
+            listed = ", ".join(f'"{p}"' for p in PROPAGATION_POLICIES)
+            raise errors.invalid("meta.k8s.io", "DeleteOptions", "",
+                                 f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: '
+                                 f'"{str(policy)[:64]}": supported values: {listed}',
+                                 [{"reason": "FieldValueNotSupported", "message": "Unsupported value",
+                                   "field": "propagationPolicy"}])
         return options
 
     async def _compact(self, request: web.Request) -> web.Response:
-        keep = int(request.query.get("keepRevisions", "0"))
+        keep = _int_query(request.query, "keepRevisions", 0, MAX_RESOURCE_VERSION)
         compacted = await self.store.compact(keep_revisions=keep)
         return respond({"compactedRevision": compacted, "revision": self.store.revision})
 
@@ -380,7 +428,11 @@ class ApiServer:
     async def start_background(self) -> None:
         await bootstrap_objects(self.api, self.config)
         for crd in await self._stored_crds():
-            self.registry.apply_crd(crd)
+            try:
+                self.registry.apply_crd(crd)
+            except Exception:  # noqa: BLE001 - one broken CRD must not keep the control plane down
+                log.exception("not serving the stored CustomResourceDefinition %s: it is malformed",
+                              str((crd.get("metadata") or {}).get("name") if isinstance(crd.get("metadata"), dict) else "?")[:200])
         self._tasks.append(asyncio.create_task(self._periodic(self._compact_history, self.config.history.compactIntervalSeconds)))
         if self.config.controllers.enable:
             self._tasks.extend(controllers.start(self.api, self.config))
@@ -411,6 +463,36 @@ class ApiServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _int_query(query: Any, key: str, low: int, high: int) -> int:
+    """An integer query parameter within [low, high], or 400 naming it."""
+    text = query.get(key) or "0"
+    try:
+        if len(text) > 20:
+            raise ValueError
+        value = int(text)
+    except ValueError:
+        raise errors.bad_request(f'invalid value for query parameter {key}: "{text[:64]}" is not an integer') from None
+    if not low <= value <= high:
+        raise errors.bad_request(f"invalid value for query parameter {key}: {value} is out of range [{low}, {high}]")
+    return value
+
+
+def _query_resource_version(query: Any) -> int:
+    """The request's ``resourceVersion`` query parameter as a revision (0: none); 400 if it is none."""
+    text = query.get("resourceVersion", "")
+    try:
+        return parse_resource_version(text)
+    except ValueError as error:
+        raise errors.bad_request(f'resourceVersion: Invalid value: "{text[:64]}": {error}') from None
+
+
+def _closing(response: web.Response, close: bool) -> web.Response:
+    """After a refused body (too large, too slow) the connection goes: the rest of it is never read."""
+    if close:
+        response.force_close()
+    return response
 
 
 def _with_authenticated(groups: Any) -> tuple[str, ...]:
@@ -470,18 +552,20 @@ def prepare_pki(config: Config) -> pki.Pki:
     return paths
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, limits: ServerLimits | None = None, stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, or until ``stop`` is set when one is given (no signal handlers then)."""
     paths = prepare_pki(config)
-    server = ApiServer(config)
+    server = ApiServer(config, limits)
     await server.start_background()
     runner = web.AppRunner(server.application(), access_log=None, handle_signals=False, shutdown_timeout=2)
     await runner.setup()
-    site = web.TCPSite(runner, config.server.bindAddress, int(config.server.port), ssl_context=tls_context(paths),
-                       reuse_address=True, backlog=1024)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    site = GatedTLSSite(runner, config.server.bindAddress, int(config.server.port), ssl_context=tls_context(paths),
+                        limits=server.limits)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
     try:
         await site.start()
         log.info("controlplane is running: %s (revision %d, admin kubeconfig %s)", server_url(config),

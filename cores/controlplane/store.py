@@ -94,8 +94,16 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _labels_of(obj: dict[str, Any]) -> dict[str, str]:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return dict(labels)
+    labels = _metadata(obj).get("labels")
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+def _metadata(obj: dict[str, Any]) -> dict[str, Any]:
+    """obj's metadata, made a dict if it is not one (an object stored before writes were type-checked)."""
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = obj["metadata"] = {}
+    return metadata
 
 
 def _plural_of(key: str) -> str:
@@ -124,7 +132,7 @@ class Transaction:
         """Store ``obj`` at the next revision (ADDED or MODIFIED); returns it with its resourceVersion."""
         previous = self._db.execute("SELECT labels, fields FROM objects WHERE key = ?", (key,)).fetchone()
         revision = self._store._next_revision()
-        obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+        _metadata(obj)["resourceVersion"] = str(revision)
         value = json.dumps(obj, separators=(",", ":"))
         labels, fields = _labels_of(obj), self._store.fields_of(obj, _plural_of(key))
         labels_text, fields_text = json.dumps(labels), json.dumps(fields)
@@ -145,7 +153,7 @@ class Transaction:
     def delete(self, key: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Remove ``key``; ``obj`` (its last state) is what watchers see, at the deletion's revision."""
         revision = self._store._next_revision()
-        obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+        _metadata(obj)["resourceVersion"] = str(revision)
         value = json.dumps(obj, separators=(",", ":"))
         labels, fields = _labels_of(obj), self._store.fields_of(obj, _plural_of(key))
         labels_text, fields_text = json.dumps(labels), json.dumps(fields)

@@ -10,16 +10,20 @@ The server always fills every column, wide ones included (kube-apiserver prints 
 ``Wide: true``); kubectl hides priority-1 columns unless ``-o wide``. Ages are rendered here, as
 strings, at the time of the request, exactly as the real server does.
 
-Pure functions over JSON-shaped dicts; no I/O.
+Pure functions over JSON-shaped dicts; no I/O but a log line naming each object :func:`table` leaves
+out because printing it failed (a malformed stored object never fails the whole table).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger("kubeedge.controlplane")
 
 TABLE_API_VERSION = "meta.k8s.io/v1"
 INCLUDE_OBJECT_VALUES = ("Object", "Metadata", "None")
@@ -623,6 +627,16 @@ def _name(obj: Obj) -> str:
     return str(_meta(obj).get("name", ""))
 
 
+def safe_name(obj: Any) -> str:
+    """``namespace/name`` of any stored value, for a log line (never raises, never long)."""
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(metadata, dict):
+        return "<no metadata>"
+    name, namespace = metadata.get("name"), metadata.get("namespace")
+    text = f"{namespace}/{name}" if isinstance(namespace, str) and namespace else str(name)
+    return text[:253]
+
+
 CellsFunction = Callable[[Obj, datetime.datetime], list[Any]]
 
 PRINTERS: dict[tuple[str, str], tuple[list[dict[str, Any]], CellsFunction]] = {
@@ -819,11 +833,17 @@ def table(kind: str, group: str, items: list[Obj], *, list_meta: dict[str, Any],
     columns, cells = printer_for(kind, group, printer_columns)
     rows = []
     for obj in items:
-        printed = row(obj, cells(obj, now), include_object, api_version)
-        if (group, kind) == ("", "Pod"):
-            conditions = pod_row_conditions(obj)
-            if conditions:
-                printed["conditions"] = conditions
+        try:
+            if not isinstance(obj, dict) or not isinstance(obj.get("metadata") or {}, dict):
+                raise TypeError("the object or its metadata is not a JSON object")
+            printed = row(obj, cells(obj, now), include_object, api_version)
+            if (group, kind) == ("", "Pod"):
+                conditions = pod_row_conditions(obj)
+                if conditions:
+                    printed["conditions"] = conditions
+        except Exception as error:  # noqa: BLE001 - one malformed object is left out, the others print
+            log.warning("not printing %s %s: %s: %s", kind, safe_name(obj), type(error).__name__, error)
+            continue
         rows.append(printed)
     metadata = {key: list_meta[key] for key in ("resourceVersion", "continue", "remainingItemCount")
                 if list_meta.get(key) not in (None, "")}

@@ -838,6 +838,22 @@ def _nonnegative_causes(spec: dict[str, Any], keys: tuple[str, ...]) -> list[Cau
     return causes
 
 
+_PERCENT = re.compile(r"[0-9]+%")
+PERCENT_ERROR = ("a valid percent string must be a numeric string followed by an ending '%' "
+                 "(e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')")
+
+
+def _int_or_percent_causes(value: Any, field: str) -> list[Cause]:
+    """ValidatePositiveIntOrPercent: a non-negative int, or a percent string."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        if not _PERCENT.fullmatch(value):
+            return [invalid(field, value, PERCENT_ERROR)]
+        return []
+    return [invalid(field, value, NEGATIVE)] if _is_int(value) and value < 0 else []
+
+
 def _strategy_causes(strategy: Any) -> list[Cause]:
     strategy = _mapping(strategy)
     kind = strategy.get("type")
@@ -845,7 +861,9 @@ def _strategy_causes(strategy: Any) -> list[Cause]:
         return [forbidden("spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'")]
     if kind is not None and kind not in ("Recreate", "RollingUpdate"):
         return [not_supported("spec.strategy.type", kind, ("Recreate", "RollingUpdate"))]
-    return []
+    rolling = _mapping(strategy.get("rollingUpdate"))
+    return (_int_or_percent_causes(rolling.get("maxUnavailable"), "spec.strategy.rollingUpdate.maxUnavailable")
+            + _int_or_percent_causes(rolling.get("maxSurge"), "spec.strategy.rollingUpdate.maxSurge"))
 
 
 def _validate_replica_set(obj: Mapping[str, Any]) -> list[Cause]:

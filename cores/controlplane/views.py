@@ -9,11 +9,38 @@ fields are refused (``fieldValidation=Strict``), warned about (``Warn``, the def
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cores.controlplane import errors, openapi, openapi_v2proto, tables
+from cores.controlplane import errors, openapi, openapi_v2proto, tables, typecheck
 from cores.controlplane.registry import Registry, ResourceType
+
+log = logging.getLogger("kubeedge.controlplane")
+
+
+def resource_version_of(item: str) -> str:
+    """metadata.resourceVersion of a stored object's JSON, "" when it has none (or no metadata object)."""
+    metadata = json.loads(item).get("metadata") if item.startswith("{") else None
+    value = metadata.get("resourceVersion", "") if isinstance(metadata, dict) else ""
+    return value if isinstance(value, str) else ""
+
+
+def printable(resource: ResourceType, obj: Any) -> bool:
+    """Whether a stored object can go into a Table: a JSON object whose values have their schema's types.
+
+    A stored object that fails (written before types were checked) is left out of tables and logged
+    by name, so that one bad object never turns ``kubectl get`` of all the others into a 500.
+    """
+    if not isinstance(obj, dict):
+        log.warning("not printing a stored %s: it is not a JSON object", resource.kind)
+        return False
+    definition = openapi.schema_name(resource.group, resource.version, resource.kind)
+    problem = typecheck.first_problem(definition, obj) if definition else None
+    if problem is not None:
+        log.warning("not printing %s %s: the stored object is malformed: %s", resource.kind, tables.safe_name(obj), problem)
+        return False
+    return True
 
 
 def is_custom(resource: ResourceType) -> bool:
@@ -42,7 +69,7 @@ def table_for(resource: ResourceType, accept: str, query: Mapping[str, str], ite
     if options is None:
         return None
     api_version, include = options
-    objects = [json.loads(item) for item in items]
+    objects = [obj for obj in (json.loads(item) for item in items) if printable(resource, obj)]
     return tables.table(resource.kind, resource.group, objects, list_meta=list_meta, include_object=include,
                         printer_columns=_printer_columns(resource), api_version=api_version)
 
@@ -57,6 +84,8 @@ def watch_table_transform(resource: ResourceType, accept: str, query: Mapping[st
 
     def transform(line: bytes) -> bytes:
         event = json.loads(line)
+        if event["type"] not in ("BOOKMARK", "ERROR") and not printable(resource, event["object"]):
+            return b""  # the event of a malformed object is left out of a table watch
         result = tables.watch_event_table(event["type"], event["object"], resource.kind, resource.group,
                                           include_object=include, printer_columns=_printer_columns(resource),
                                           first=state["first"], api_version=api_version)

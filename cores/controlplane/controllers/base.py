@@ -5,17 +5,25 @@ A controller here is level-triggered, as kube-controller-manager's are: store ev
 state. A periodic resync (and a watch overflow) reconciles every key, so a missed event costs
 time, never correctness. Reads and writes go through the in-process :class:`Api`, so a write a
 controller made is visible to its next read (no informer cache, no expectations needed).
+
+Controllers read stored objects only through :func:`decode`: an object whose values do not have
+their schema's types (stored before writes were type-checked, or written around the API) is
+skipped and logged by name, once per resourceVersion, so it can never crash-loop a controller; the
+others are seen as Go's decoder would see them, without ``null`` values. A ``keys_of`` that fails on
+an event is logged and the event dropped; the periodic resync covers what it named.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any
 
-from cores.controlplane import errors
+from cores.controlplane import errors, openapi, typecheck
 from cores.controlplane.api import Api
 from cores.controlplane.objects import meta
 from cores.controlplane.registry import ResourceType
@@ -95,9 +103,16 @@ class KeyedLoop:
                     continue
                 for item in events:
                     assert item is not None
-                    dirty.update(self.keys_of(item))
+                    dirty.update(self._keys_of(item))
         finally:
             store.unsubscribe(watcher)
+
+    def _keys_of(self, event: Event) -> Iterable[Key]:
+        try:
+            return list(self.keys_of(event))
+        except Exception:  # noqa: BLE001 - a malformed object's event must not stop the loop
+            log.exception("%s: cannot read the event of %s at revision %d; skipped", self.name, event.key[:300], event.revision)
+            return ()
 
     async def _reconcile_all(self, keys: set[Key]) -> None:
         loop = asyncio.get_running_loop()
@@ -126,15 +141,90 @@ def resource(api: Api, group: str, plural: str) -> ResourceType:
     return found
 
 
+MALFORMED_MEMORY = 4096  # (key, resourceVersion) pairs already reported as malformed
+
+
+class _Malformed:
+    """Which malformed stored objects were already logged, so a resync every 30 s does not repeat them."""
+
+    def __init__(self) -> None:
+        self.reported: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+
+    def report(self, key: str, version: str, why: object) -> None:
+        if (key, version) in self.reported:
+            return
+        self.reported[(key, version)] = None
+        if len(self.reported) > MALFORMED_MEMORY:
+            self.reported.popitem(last=False)
+        log.warning("skipping the stored object %s (resourceVersion %s): it is malformed: %s", key[:300], version[:20], why)
+
+
+_reporters: weakref.WeakKeyDictionary[Api, _Malformed] = weakref.WeakKeyDictionary()  # one memory per Api
+
+
+def _reporter(api: Api) -> _Malformed:
+    found = _reporters.get(api)
+    if found is None:
+        found = _reporters[api] = _Malformed()
+    return found
+
+
+def without_nulls(value: Any) -> Any:
+    """The value as Go's decoder leaves it: null fields and null list items are zero values, i.e. absent."""
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value if item is not None]
+    return value
+
+
+def malformation(kind: ResourceType, obj: Any) -> object | None:
+    """Why a stored object of ``kind`` cannot be reconciled, or None when it can."""
+    if not isinstance(obj, dict):
+        return "not a JSON object"
+    definition = openapi.schema_name(kind.group, kind.version, kind.kind)
+    problem = typecheck.first_problem(definition, obj) if definition else None
+    if problem is not None:
+        return problem
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
+        return "no metadata.name"
+    if kind.namespaced and (not isinstance(metadata.get("namespace"), str) or not metadata["namespace"]):
+        return "no metadata.namespace"
+    if not metadata.get("uid"):
+        return "no metadata.uid (every object the API wrote has one)"
+    return None
+
+
+def decode(api: Api, kind: ResourceType, key: str, value: str) -> dict[str, Any] | None:
+    """A stored object as controllers read it, or None (logged once) when it is malformed."""
+    try:
+        obj = json.loads(value)
+    except ValueError as error:
+        _reporter(api).report(key, "?", f"not JSON: {error}")
+        return None
+    why = malformation(kind, obj)
+    if why is not None:
+        metadata = obj.get("metadata") if isinstance(obj, dict) else None
+        version = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
+        _reporter(api).report(key, str(version), why)
+        return None
+    return dict(without_nulls(obj))
+
+
 async def get(api: Api, kind: ResourceType, namespace: str | None, name: str) -> dict[str, Any] | None:
-    value = await api.store.get(kind.key(namespace, name))
-    return None if value is None else dict(json.loads(value))
+    """The object, None when it is gone or malformed (then nothing can be done with it but report it)."""
+    key = kind.key(namespace, name)
+    value = await api.store.get(key)
+    return None if value is None else decode(api, kind, key, value)
 
 
 async def list_objects(api: Api, kind: ResourceType, namespace: str | None = None,
                        match: Callable[[Any], bool] | None = None) -> list[dict[str, Any]]:
+    """The objects under ``kind`` (in ``namespace``), malformed ones left out and reported."""
     _, rows, _ = await api.store.list(kind.list_prefix(namespace), match=match)
-    return [json.loads(row.value) for row in rows]
+    decoded = (decode(api, kind, row.key, row.value) for row in rows)
+    return [obj for obj in decoded if obj is not None]
 
 
 async def update(api: Api, kind: ResourceType, obj: dict[str, Any], mutate: Callable[[dict[str, Any]], bool],

@@ -58,13 +58,18 @@ def template_hash(template: dict[str, Any]) -> str:
 
 
 def _resolve(value: Any, total: int, round_up: bool) -> int:
+    """An int-or-percent of ``total``; 422 for what validation refuses now (a stored legacy value)."""
     if isinstance(value, int):
         return value
     text = str(value or "0")
+    number = text[:-1] if text.endswith("%") else text
+    if not number.isascii() or not number.isdigit():
+        raise errors.invalid("apps", "Deployment", "", f"spec.strategy.rollingUpdate: Invalid value: {text[:64]!r}: "
+                             "a valid percent string must be a numeric string followed by an ending '%'", [])
     if text.endswith("%"):
-        scaled = int(text[:-1]) * total / 100
+        scaled = int(number) * total / 100
         return math.ceil(scaled) if round_up else math.floor(scaled)
-    return int(text)
+    return int(number)
 
 
 def surge_and_unavailable(deployment: dict[str, Any]) -> tuple[int, int]:

@@ -8,7 +8,6 @@ the control plane's CA), both recreated when deleted or changed, and the namespa
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -111,11 +110,11 @@ class NamespaceController:
             _, rows, _ = await self.api.store.list(kind.list_prefix(name))
             remaining += len(rows)
             for row in rows:
-                obj = json.loads(row.value)
-                if meta(obj).get("deletionTimestamp"):
+                obj = base.decode(self.api, kind, row.key, row.value)
+                if obj is not None and meta(obj).get("deletionTimestamp"):
                     continue
-                try:
-                    await self.api.delete(kind, name, meta(obj)["name"], {})
+                try:  # by the name in the key: a malformed object goes with its namespace too
+                    await self.api.delete(kind, name, row.key.rsplit("/", 1)[-1], {})
                 except errors.ApiError:
                     pass
         if remaining:
