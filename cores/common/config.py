@@ -85,7 +85,6 @@ CLOUDCORE = ConfigKind(
         "kubeAPIConfig.master",
         "modules.cloudHub.quic",
         "modules.cloudHub.unixsocket",
-        "modules.cloudHub.writeTimeout",
         "modules.cloudHub.authorization.modes",
         "modules.edgeController.buffer",
         "modules.edgeController.load",
@@ -145,6 +144,11 @@ CONTROLPLANE_SCHEMA: dict[str, Any] = {
         "advertiseAddress": "str",
         "dnsNames": "list[str]",
         "maxRequestBytes": "int",
+        "maxJSONDepth": "int",
+        "requestHeaderTimeoutSeconds": "float",
+        "requestBodyTimeoutSeconds": "float",
+        "idleTimeoutSeconds": "float",
+        "maxConnectionsPerSource": "int",
     },
     "dataDir": "str",
     "pkiDir": "str",
@@ -173,7 +177,11 @@ CONTROLPLANE = ConfigKind(
 EXTENSIONS: dict[str, dict[str, str]] = {
     # Node certificates' lifetime in seconds (0: use edgeCertSigningDuration days), so that
     # certificate rotation can be exercised for real in seconds, without a fake clock.
-    "modules.cloudHub": {"edgeCertSigningSeconds": "int"},
+    # sendBufferBytes: what may wait to be written to one node before CloudHub cuts it for not
+    # reading (bytes; 0: the default, 16 MiB). nodeMessageQPS/nodeMessageBurst: what CloudHub reads
+    # from one node a second and in a burst (defaults 60 and 120; QPS 0: no limit).
+    "modules.cloudHub": {"edgeCertSigningSeconds": "int", "sendBufferBytes": "int", "nodeMessageQPS": "float",
+                         "nodeMessageBurst": "int"},
     # The name EdgeHub checks CloudCore's certificate against ("": the host it dials, IP or DNS name),
     # for a cloud reached through an address its certificate does not carry.
     "modules.edgeHub": {"tlsServerName": "str"},

@@ -7,12 +7,17 @@
 - :class:`ReconnectBackoff`: 1 s, 2 s, 4 s ... capped at 30 s, each with +-25 % jitter so a fleet
   does not reconnect in step; reset by a session that came up.
 - :class:`MalformedWindow`: how many bad frames a node sent in the last minute.
+- :class:`Outbox`: the frames waiting to be written to one peer, bounded in size, so a peer that
+  stops reading costs a bounded amount of memory and never makes a sender wait.
 """
 
 from __future__ import annotations
 
 import collections
 import random
+from typing import Generic, TypeVar
+
+Frame = TypeVar("Frame", str, bytes)
 
 BACKOFF_START, BACKOFF_MAX, BACKOFF_JITTER = 1.0, 30.0, 0.25
 
@@ -88,3 +93,40 @@ class MalformedWindow:
         while self._stamps and now - self._stamps[0] >= self.window:
             self._stamps.popleft()
         return len(self._stamps) > self.threshold
+
+
+class Outbox(Generic[Frame]):
+    """Frames queued for one peer's writer, at most ``max_size`` in all (characters of text frames,
+    bytes of binary ones).
+
+    ``put`` never waits: whoever sends (CloudHub's mailbox, a node's reliable queue) must not be held
+    up by one peer that does not read. A frame that does not fit means the peer has fallen that far
+    behind: the caller ends the session (the reliable queue resends what was not acked on the next
+    one) rather than let the backlog grow without bound or drop a frame in the middle of a session.
+    """
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.size = 0
+        self.overflowed = False
+        self._frames: collections.deque[Frame] = collections.deque()
+
+    def put(self, frame: Frame) -> bool:
+        """Queue ``frame``; False (and :attr:`overflowed` set, nothing queued) when it does not fit."""
+        if self.overflowed or self.size + len(frame) > self.max_size:
+            self.overflowed = True
+            return False
+        self._frames.append(frame)
+        self.size += len(frame)
+        return True
+
+    def take(self) -> Frame | None:
+        """The oldest frame, no longer counted; None when nothing waits."""
+        if not self._frames:
+            return None
+        frame = self._frames.popleft()
+        self.size -= len(frame)
+        return frame
+
+    def __len__(self) -> int:
+        return len(self._frames)

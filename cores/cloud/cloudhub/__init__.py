@@ -19,7 +19,8 @@ from typing import Any
 from cores.beehive import Context, Message
 from cores.cloud.cloudhub import bootstrap, credentials, objectsync
 from cores.cloud.cloudhub.revocation import Revocations
-from cores.cloud.cloudhub.hub import Hub, HubSettings
+from cores.cloud.cloudhub.hub import (NODE_MESSAGE_BURST, NODE_MESSAGE_QPS, SEND_BUFFER_BYTES, WRITE_TIMEOUT_SECONDS, Hub,
+                                     HubSettings)
 from cores.cloud.kube import Kube, KubeError
 from cores.common.config import Config
 from cores.common.resource import ResourceError, split_node_prefix
@@ -69,6 +70,10 @@ class CloudHub:
             node_limit=int(hub.nodeLimit), authorization=bool(hub.authorization.enable),
             authorization_debug=bool(hub.authorization.debug), frame_limits=Limits(),
             owner=self.name, is_revoked=self.revocations.is_revoked,
+            write_timeout=float(hub.get("writeTimeout") or WRITE_TIMEOUT_SECONDS),
+            send_buffer_bytes=int(hub.get("sendBufferBytes") or SEND_BUFFER_BYTES),
+            node_message_qps=float(hub.get("nodeMessageQPS", NODE_MESSAGE_QPS)),
+            node_message_burst=int(hub.get("nodeMessageBurst") or NODE_MESSAGE_BURST),
         ))
         if hub.websocket.enable:
             await self.hub.start(bootstrap.tls_context(ca_file, cert_file, key_file, require_client=True))

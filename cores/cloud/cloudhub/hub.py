@@ -11,6 +11,17 @@ keepalives reset the session's deadline, control frames are answered, replies an
 their waiter or to CloudHub's mailbox (the ack queues), everything else to its module group with
 the ``node/<id>/`` prefix. A malformed or oversized frame is logged with the node's name and
 dropped, and a node that keeps sending them is disconnected, without touching other sessions.
+
+Upstream, each session reads at most ``nodeMessageQPS`` frames a second (bursts of
+``nodeMessageBurst``, twice EdgeHub's own default limit): a node that floods the cloud only slows
+its own reader, TCP pushes back on it alone, and the queries it would have queued ahead of every
+other node's in the cloud modules are never read.
+
+Downstream, nothing waits on a node: :meth:`Hub.send_to_node` queues the frame in the session's
+:class:`~cores.link.session.Outbox` and returns, and the session's own writer sends it. A node
+that stops reading is cut, its session closed for the next one to resend what it never acked,
+when its backlog passes ``sendBufferBytes`` or one write takes longer than ``writeTimeout``
+(upstream's key, 30 s); the mailbox and every other session go on meanwhile.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ from cores.beehive import Context, Message
 from cores.common.tasks import TaskSupervisor
 from cores.link import routing
 from cores.link.routing import Action
-from cores.link.session import KeepaliveDeadline, MalformedWindow
+from cores.link.session import KeepaliveDeadline, MalformedWindow, Outbox, TokenBucket
 from cores.wire import CodecError, Limits, decode, encode
 
 log = logging.getLogger("kubeedge.cloudhub")
@@ -42,6 +53,17 @@ NODE_CN_PREFIX = "system:node:"
 HARD_FRAME_LIMIT = 16 * 1024 * 1024
 REAP_SECONDS = 1.0
 CLOSE_SECONDS = 10.0  # a closing handshake not done by then is cut (websockets' own close_timeout)
+WRITE_TIMEOUT_SECONDS = 30.0  # upstream's cloudHub.writeTimeout default
+# What may wait for one node's writer: twice the codec's largest frame, so one big object never
+# cuts a healthy session. Only a node that stops reading reaches it, and it is then cut, so the
+# bound is what one such node can make the cloud hold, not what every node holds.
+SEND_BUFFER_BYTES = 16 * 1024 * 1024
+# websockets pauses its writer above this many bytes in the transport's buffer (its own default
+# is 32 KiB); the Outbox holds the rest, so memory per node is about write_limit + sendBufferBytes.
+WRITE_LIMIT_BYTES = 64 * 1024
+# What one node may send a second (and in a burst): twice EdgeHub's messageQPS/messageBurst defaults.
+NODE_MESSAGE_QPS, NODE_MESSAGE_BURST = 60.0, 120
+THROTTLE_LOG_SECONDS = 60.0  # a throttled node is logged at most this often
 
 
 @dataclasses.dataclass
@@ -58,23 +80,80 @@ class HubSettings:
     # Whether a client certificate was revoked, by its serial number as ssl's getpeercert() gives
     # it (upper-case hex); checked at every admission, whatever ``authorization`` says.
     is_revoked: Callable[[str], bool] = lambda serial: False
+    write_timeout: float = WRITE_TIMEOUT_SECONDS  # one frame's write; a node slower than this is cut
+    send_buffer_bytes: int = SEND_BUFFER_BYTES    # frames waiting for one node; past it the node is cut
+    node_message_qps: float = NODE_MESSAGE_QPS    # frames read from one node a second; 0: no limit
+    node_message_burst: int = NODE_MESSAGE_BURST
 
 
 class NodeSession:
-    """One connected node: its connection, keepalive deadline and window of malformed frames."""
+    """One connected node: its connection, keepalive deadline, window of malformed frames, and the
+    outbox its writer (:meth:`write_loop`) empties."""
 
     sent_total = 0  # messages sent to all edges (process-wide counter for the traffic log line)
 
-    def __init__(self, node_id: str, connection: ServerConnection, keepalive_timeout: float, malformed_threshold: int,
-                 now: float) -> None:
+    def __init__(self, node_id: str, connection: ServerConnection, settings: HubSettings, now: float) -> None:
         self.node_id = node_id
         self.connection = connection
-        self.keepalive = KeepaliveDeadline(keepalive_timeout, now)
-        self.malformed = MalformedWindow(malformed_threshold)
+        self.keepalive = KeepaliveDeadline(settings.keepalive_timeout, now)
+        self.malformed = MalformedWindow(settings.malformed_threshold)
+        self.outbox: Outbox[str] = Outbox(settings.send_buffer_bytes)
+        self.write_timeout = settings.write_timeout
+        self.cut_reason = ""  # why the hub cut this session, "" while it is healthy
+        self._queued = asyncio.Event()
+        self.inbound = TokenBucket(settings.node_message_qps, settings.node_message_burst, now) \
+            if settings.node_message_qps > 0 else None
+        self.throttled_at = -THROTTLE_LOG_SECONDS
 
-    async def send(self, message: Message) -> None:
-        await self.connection.send(encode(message))
-        NodeSession.sent_total += 1
+    async def throttle(self, now: float) -> None:
+        """Wait, if this node sent more than its share: only its own reader waits."""
+        if self.inbound is None:
+            return
+        delay = self.inbound.take(now)
+        if delay > 0:
+            if now - self.throttled_at >= THROTTLE_LOG_SECONDS:
+                self.throttled_at = now
+                log.warning("node %s sends more than %g messages a second (nodeMessageQPS): reading it slower",
+                            self.node_id, self.inbound.rate)
+            await asyncio.sleep(delay)
+
+    def send(self, message: Message) -> bool:
+        """Queue ``message`` for the writer; False when the session is cut or its backlog is full."""
+        if self.cut_reason:
+            return False
+        if not self.outbox.put(encode(message)):
+            self.cut(f"{self.outbox.size} bytes already wait to be sent (sendBufferBytes {self.outbox.max_size})")
+            return False
+        self._queued.set()
+        return True
+
+    async def write_loop(self) -> None:
+        """Write queued frames in order, each within ``write_timeout``; a node slower than that is cut."""
+        while not self.cut_reason:
+            frame = self.outbox.take()
+            if frame is None:
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            try:
+                await asyncio.wait_for(self.connection.send(frame), self.write_timeout)
+            except TimeoutError:
+                self.cut(f"a write did not finish within {self.write_timeout:g}s (writeTimeout)")
+                return
+            except websockets.ConnectionClosed:
+                return
+            NodeSession.sent_total += 1
+
+    def cut(self, reason: str) -> None:
+        """End a session whose node does not read: abort the TCP connection, no closing handshake
+        (it would wait behind the backlog). Its handler then ends the session as for any other loss."""
+        if self.cut_reason:
+            return
+        self.cut_reason = reason
+        self._queued.set()  # the writer sees the cut and stops
+        log.warning("node %s does not read what is sent to it: %s; cutting its connection", self.node_id, reason)
+        if self.connection.transport is not None:
+            self.connection.transport.abort()
 
 
 class Hub:
@@ -90,6 +169,7 @@ class Hub:
         self._server = await websockets.serve(
             self._handle, self.settings.host, self.settings.port, ssl=tls, process_request=self._admit,
             max_size=HARD_FRAME_LIMIT, ping_interval=None, compression=None, server_header=None,
+            write_limit=WRITE_LIMIT_BYTES,
         )
         self.tasks.keep(self._expire_sessions, "keepalive-reaper")
         log.info("websocket server listening on %s:%d", self.settings.host, self.settings.port)
@@ -140,20 +220,23 @@ class Hub:
     async def _handle(self, connection: ServerConnection) -> None:
         node_id = connection.request.headers["Node_id"].strip() if connection.request else ""
         now = asyncio.get_running_loop().time()
-        session = NodeSession(node_id, connection, self.settings.keepalive_timeout, self.settings.malformed_threshold, now)
+        session = NodeSession(node_id, connection, self.settings, now)
         previous = self.sessions.get(node_id)
         self.sessions[node_id] = session
         if previous is not None:
             log.info("node %s connected again: closing its previous session", node_id)
-            await previous.connection.close(4000, "replaced by a new connection")
+            self._close(previous, 4000, "replaced by a new connection")  # in the background: it may not read
+        writer = self.tasks.spawn(session.write_loop(), f"write-{node_id}")
         log.info("node %s connected from %s", node_id, connection.remote_address[0] if connection.remote_address else "?")
         await self._notify(node_id, True)
         try:
             async for frame in connection:
+                await session.throttle(asyncio.get_running_loop().time())
                 await self._on_frame(session, frame)
         except websockets.ConnectionClosed:
             pass
         finally:
+            writer.cancel()
             await self._end(session)
             log.info("node %s disconnected", node_id)
 
@@ -180,7 +263,7 @@ class Hub:
                 if session.keepalive.expired(now):
                     log.warning("node %s sent no keepalive for %gs: closing its session",
                                 session.node_id, self.settings.keepalive_timeout)
-                    self.tasks.spawn(session.connection.close(4001, "keepalive timeout"), f"close-{session.node_id}")
+                    self._close(session, 4001, "keepalive timeout")
                     await self._end(session)
 
     # upstream -------------------------------------------------------------------------------
@@ -202,7 +285,7 @@ class Hub:
         if decision.action is Action.KEEPALIVE:
             session.keepalive.seen(now)
         elif decision.action is Action.ANSWER:
-            await session.send(decision.message)
+            session.send(decision.message)
         elif decision.action is Action.RESPONSE:
             # a reply a cloud module waits for, else an edge ack for CloudHub's queues
             if not self.ctx.send_response(decision.message) and self.settings.owner in self.ctx.modules():
@@ -233,14 +316,10 @@ class Hub:
 
     # downstream -----------------------------------------------------------------------------
     async def send_to_node(self, node_id: str, message: Message) -> bool:
+        """Queue ``message`` for ``node_id``'s session without waiting for the node; False when it has
+        none (or it was just cut for not reading). Delivery is the reliable queue's business."""
         session = self.sessions.get(node_id)
-        if session is None:
-            return False
-        try:
-            await session.send(message)
-        except websockets.ConnectionClosed:
-            return False
-        return True
+        return session is not None and session.send(message)
 
 
 def _peer_certificate(connection: ServerConnection) -> dict[str, Any]:

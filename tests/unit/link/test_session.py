@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from cores.link.session import Heartbeat, KeepaliveDeadline, MalformedWindow, ReconnectBackoff, TokenBucket
+from cores.link.session import Heartbeat, KeepaliveDeadline, MalformedWindow, Outbox, ReconnectBackoff, TokenBucket
 
 
 def test_keepalive_expires_only_after_the_timeout_without_one() -> None:
@@ -50,3 +50,25 @@ def test_malformed_window_counts_the_last_minute_only() -> None:
     assert not any(window.record(t) for t in (0.0, 1.0, 2.0))
     assert window.record(3.0)  # a fourth within the minute
     assert not window.record(70.0)  # the old ones left the window
+
+
+def test_outbox_keeps_order_and_counts_what_waits() -> None:
+    outbox: Outbox[str] = Outbox(10)
+    assert outbox.put("abc") and outbox.put("defg")
+    assert (len(outbox), outbox.size) == (2, 7)
+    assert outbox.take() == "abc" and outbox.size == 4
+    assert outbox.take() == "defg" and outbox.take() is None and outbox.size == 0
+
+
+def test_outbox_refuses_what_does_not_fit_and_stays_refusing() -> None:
+    outbox: Outbox[str] = Outbox(10)
+    assert outbox.put("x" * 8)
+    assert not outbox.put("yyy") and outbox.overflowed
+    assert (len(outbox), outbox.size) == (1, 8)  # nothing half-queued
+    outbox.take()
+    assert not outbox.put("z")  # an overflowed session is over: no frame may slip in after a gap
+
+
+def test_outbox_takes_a_frame_of_exactly_its_size() -> None:
+    outbox: Outbox[bytes] = Outbox(4)
+    assert outbox.put(b"1234") and not outbox.overflowed
