@@ -265,10 +265,10 @@ async def test_node_that_stops_reading_is_cut_after_write_timeout(local_hub: Loc
     assert "a write did not finish within 1s (writeTimeout)" in caplog.text
 
 
+@overrides(send_buffer_bytes=256 * 1024, node_message_qps=0)  # unthrottled: the outbox alone must hold
 async def test_pings_from_a_node_that_reads_nothing_do_not_stall_its_reader(local_hub: LocalHub) -> None:
     """The hub answers pings through the outbox: a flood of them from a node that never reads the
     answers ends with that node cut, not with the hub's reader blocked on it."""
-    local_hub.hub.settings.send_buffer_bytes = 256 * 1024
     stuck_tls = local_hub.client("edge-stuck")
     async with local_hub.connect("edge-stuck", stuck_tls, sock=small_window_socket(local_hub.port),
                                  server_hostname="127.0.0.1", close_timeout=1) as stuck:
@@ -279,3 +279,24 @@ async def test_pings_from_a_node_that_reads_nothing_do_not_stall_its_reader(loca
             for _ in range(100_000):
                 await asyncio.wait_for(stuck.send(frame), scaled(10))
     assert "edge-stuck" not in local_hub.hub.sessions
+
+
+@overrides(node_message_qps=20, node_message_burst=10)
+async def test_a_flooding_node_is_read_at_its_rate_and_others_are_not(local_hub: LocalHub,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    async with local_hub.connect("edge-flood", local_hub.client("edge-flood")) as flood, \
+            local_hub.connect("edge-calm", local_hub.client("edge-calm")) as calm:
+        await wait_until(lambda: {"edge-flood", "edge-calm"} <= set(local_hub.hub.sessions), 5, "sessions not registered")
+        with caplog.at_level(logging.WARNING, "kubeedge.cloudhub"):
+            for _ in range(50):
+                await flood.send(encode(ping()))
+            started = time.monotonic()
+            answered = 0
+            while answered < 50:
+                frame = await asyncio.wait_for(flood.recv(), scaled(10))
+                answered += '"ack"' in str(frame)
+            elapsed = time.monotonic() - started
+            assert await round_trip(calm) < 0.5  # the bystander is read at once meanwhile
+        assert elapsed > 1.5  # 10 at once, then 20 a second: about 2 s for 50
+    assert "node edge-flood sends more than 20 messages a second (nodeMessageQPS)" in caplog.text
+    assert "edge-calm sends more" not in caplog.text
