@@ -1,7 +1,9 @@
 """Kubernetes' protobuf encoding of request bodies, read into the JSON-shaped objects the server handles.
 
-kubectl's typed commands (``create configmap|secret|deployment|service|namespace|serviceaccount``,
-``create token``, ``auth whoami``) post ``application/vnd.kubernetes.protobuf``: the ``k8s\\x00``
+Kubernetes' Go clients send ``application/vnd.kubernetes.protobuf`` on every verb: kubectl's typed
+commands (``create configmap|secret|...``, ``create token``, ``auth whoami``) on create, and
+client-go programs such as upstream cloudcore on update (a Secret PUT), delete (``DeleteOptions``,
+which every group version carries as meta/v1's), and subresources (status, binding, token): the ``k8s\\x00``
 magic, then a ``runtime.Unknown`` (1 TypeMeta {1 apiVersion, 2 kind}, 2 the object's bytes,
 3 contentEncoding, 4 contentType). The object's message is found from its apiVersion and kind in
 ``schemas/protobuf.json.gz``, a table of field numbers generated from upstream's ``generated.proto``
@@ -387,6 +389,8 @@ def decode(data: bytes) -> dict[str, Any]:
     api_version, kind = names[1], names[2]
     package = _table().api_versions.get(api_version)
     name = f"{package}.{kind}"
+    if package is not None and name not in _table().messages and _META + kind in _table().messages:
+        name = _META + kind  # DeleteOptions and its kin are registered in every group version
     if not kind or package is None or name not in _table().messages:
         what = f"{kind or 'this object'} ({api_version or 'no apiVersion'})"
         raise ProtobufError(f"protobuf is not supported for {what}; send JSON")

@@ -32,7 +32,8 @@ from typing import Any
 from aiohttp import web
 
 from cores.common.config import Config
-from cores.controlplane import controllers, discovery, errors, openapi, openapi_v2proto, pki, protobuf, serviceaccounts, views
+from cores.controlplane import (controllers, discovery, errors, openapi, openapi_v2proto, pki, protobuf, protoencode,
+                                serviceaccounts, views)
 from cores.controlplane.api import Api, check_definition, parse_json_body, parse_resource_version, selector_matcher
 from cores.controlplane.bootstrap import bootstrap_objects
 from cores.controlplane.limits import MAX_RESOURCE_VERSION, ServerLimits
@@ -110,6 +111,9 @@ class ApiServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        return _negotiated(request, await self._answer(request, handler))
+
+    async def _answer(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
             if request.path not in PUBLIC_PATHS:
                 user = await self._authenticate(request)
@@ -292,7 +296,7 @@ class ApiServer:
         if verb == "watch":
             return await self._watch(request, target)
         if verb == "create":
-            body = await self._create_body(request)
+            body = await self._object_body(request)
             if sub == "binding" or resource.plural == "bindings":
                 pods = self.registry.get("", "v1", "pods")
                 assert pods is not None
@@ -308,7 +312,7 @@ class ApiServer:
             warnings = views.check_fields(resource, body, query, await self._crds_for(resource))
             return _warned(respond(await self.api.create(resource, namespace, body, dry_run), 201), warnings)
         if verb == "update":
-            body = parse_json_body(await request.read(), self.limits.max_json_depth)
+            body = await self._object_body(request)
             warnings = views.check_fields(resource, body, query, await self._crds_for(resource)) if not sub else []
             return _warned(respond(await self.api.update(resource, namespace, name, body, sub, dry_run)), warnings)
         if verb == "patch":
@@ -328,7 +332,8 @@ class ApiServer:
         return respond({"kind": resource.list_kind, "apiVersion": resource.api_version,
                         "metadata": {"resourceVersion": str(self.store.revision)}, "items": deleted})
 
-    async def _create_body(self, request: web.Request) -> Any:
+    async def _object_body(self, request: web.Request) -> Any:
+        """The request body as a JSON value, whether it came as JSON or as protobuf (any verb)."""
         data = await request.read()
         if request.headers.get("Content-Type", "").split(";")[0].strip() == protobuf.CONTENT_TYPE:
             try:
@@ -379,7 +384,11 @@ class ApiServer:
         timeout = _int_query(query, "timeoutSeconds", 0, 2**63 - 1) if query.get("timeoutSeconds") else None
         resource_version = str(_query_resource_version(query) or "") if query.get("resourceVersion") else ""
         transform = views.watch_table_transform(target.resource, request.headers.get("Accept", ""), query)
-        response = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"})
+        content_type = JSON
+        if transform is None and wants_protobuf(request.headers.get("Accept", "")) \
+                and protoencode.message_name(target.resource.api_version, target.resource.kind) is not None:
+            transform, content_type = _protobuf_watch_frames, f"{protobuf.CONTENT_TYPE};stream=watch"
+        response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache, private"})
         response.enable_chunked_encoding()
         await response.prepare(request)
         lines = stream(self.api, target.resource, target.namespace, matcher, resource_version=resource_version,
@@ -400,7 +409,12 @@ class ApiServer:
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         body = await request.read()
-        options: dict[str, Any] = parse_json_body(body, self.limits.max_json_depth) if body.strip() else {}
+        options: dict[str, Any] = await self._object_body(request) if body.strip() else {}
+        if isinstance(options, dict):
+            for key in ("apiVersion", "kind"):  # protobuf's TypeMeta, or JSON's: not options
+                options.pop(key, None)
+            if options.get("metadata") == {}:
+                options.pop("metadata")
         if not isinstance(options, dict):
             raise errors.bad_request("DeleteOptions must be a JSON object")
         check_definition(openapi.DELETE_OPTIONS, options)
@@ -499,6 +513,58 @@ def _with_authenticated(groups: Any) -> tuple[str, ...]:
     """Every authenticated user is also in ``system:authenticated`` (kube-apiserver's group adder)."""
     names = tuple(groups)
     return names if serviceaccounts.AUTHENTICATED_GROUP in names else (*names, serviceaccounts.AUTHENTICATED_GROUP)
+
+
+def _protobuf_watch_frames(chunk: bytes) -> bytes:
+    """JSON watch lines as protobuf watch frames. An object that will not encode (stored values are
+    type-checked, so it should not happen) raises: the stream ends and the client lists again,
+    which it gets in JSON, rather than miss an event."""
+    frames = []
+    for text in chunk.splitlines():
+        if text.strip():
+            event = json.loads(text)
+            encoded = protoencode.encode(event["object"])
+            if encoded is None:
+                raise protobuf.ProtobufError(f"no protobuf message for {event['object'].get('kind')!r}")
+            frames.append(protoencode.watch_frame(event["type"], encoded))
+    return b"".join(frames)
+
+
+def wants_protobuf(accept: str) -> bool:
+    """Whether the first media type of ``accept`` that we serve is protobuf (client-go's default
+    "application/vnd.kubernetes.protobuf, */*"); a Table or other ``as=`` view is JSON only."""
+    for part in accept.split(","):
+        media, *params = (piece.strip() for piece in part.split(";"))
+        if any(param.startswith("as=") for param in params):
+            return False
+        if media == protobuf.CONTENT_TYPE:
+            return True
+        if media in (JSON, "application/*", "*/*", "application/yaml"):
+            return False
+    return False
+
+
+def _negotiated(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """A JSON answer re-encoded as protobuf when the client asked for that first and the kind has a
+    message (built-in kinds, their lists, Status); anything else stays JSON, as kube-apiserver
+    answers custom resources."""
+    if not isinstance(response, web.Response) or response.content_type != JSON or not isinstance(response.body, bytes) \
+            or not wants_protobuf(request.headers.get("Accept", "")):
+        return response
+    try:
+        encoded = protoencode.encode(json.loads(response.body))
+    except (ValueError, protobuf.ProtobufError) as error:
+        log.warning("answering %s %s in JSON: its protobuf encoding failed: %s", request.method, request.path[:200], error)
+        return response
+    if encoded is None:
+        return response
+    answer = web.Response(body=encoded, status=response.status, content_type=protobuf.CONTENT_TYPE)
+    for name, value in response.headers.items():
+        if name.lower() not in ("content-type", "content-length"):
+            answer.headers.add(name, value)
+    if response.keep_alive is False:
+        answer.force_close()
+    return answer
 
 
 def _warned(response: web.Response, warnings: list[str]) -> web.Response:
