@@ -55,3 +55,18 @@ ensure_venv() {
   echo "==> installing keadm into $VENV_DIR"
   "$VENV_DIR/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO_DIR$1"
 }
+
+# Upstream KubeEdge's binaries for the interop tests (never shipped): when the xz files and their
+# SHA256SUMS are there (KEADM_UPSTREAM_SOURCE, default ../shared/upstream-v1.23), unpack and check
+# them into .cache/upstream once, and print that directory; print nothing when they are absent
+# (the interop tests then skip, naming KEADM_UPSTREAM_BIN).
+ensure_upstream_binaries() {
+  local source="${KEADM_UPSTREAM_SOURCE:-$REPO_DIR/../shared/upstream-v1.23}"
+  local dir="$REPO_DIR/.cache/upstream"
+  if [ -f "$source/SHA256SUMS" ]; then
+    echo "==> unpacking upstream's binaries from $source into $dir" >&2
+    "$VENV_DIR/bin/python" -c 'import sys; from pathlib import Path; from cores.runtime import upstream; print(*upstream.unpack(Path(sys.argv[1]), Path(sys.argv[2])), file=sys.stderr)' \
+      "$source" "$dir" >&2
+    echo "$dir"
+  fi
+}

@@ -7,6 +7,10 @@ source "$(dirname "$0")/lib.sh"
 ensure_apt_packages "${APT_PACKAGES[@]}"
 ensure_venv "[test]"
 export KUBECTL_120="$(ensure_kubectl_120)"
+upstream_bin="$(ensure_upstream_binaries)"
+if [ -n "$upstream_bin" ]; then
+  export KEADM_UPSTREAM_BIN="$upstream_bin"
+fi
 cd "$REPO_DIR"
 echo "==> checking the layers and the types"
 bash "$REPO_DIR/scripts/check_layers.sh"

@@ -1,4 +1,4 @@
-"""The CRDs CloudCore relies on (ObjectSync, ClusterObjectSync, devices), created when missing."""
+"""Upstream KubeEdge's CRDs (ObjectSync and the others CloudCore and upstream's cloudcore list), created when missing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import yaml
 import templates
 from cores.cloud.kube import Kube, KubeError
 
-CRD_FILES = ("objectsyncs.yaml", "clusterobjectsyncs.yaml", "devices.yaml", "devicemodels.yaml", "devicestatuses.yaml")
+# ObjectSync first (CloudHub needs it before the first push), then every other upstream CRD
+# (devices, rules, operations jobs, apps, policy): upstream cloudcore lists them all at start.
+CRD_FILES = ("objectsyncs.yaml", "clusterobjectsyncs.yaml", "devices.yaml", "devicemodels.yaml", "devicestatuses.yaml",
+             "rules.yaml", "ruleendpoints.yaml", "nodeupgradejobs.yaml", "imageprepulljobs.yaml", "configupdatejobs.yaml",
+             "nodegroups.yaml", "edgeapplications.yaml", "serviceaccountaccesses.yaml")
 
 
 async def ensure_crds(kube: Kube) -> list[str]:
