@@ -10,9 +10,12 @@ embedded control plane it must start, restart (the PUT path) and keep running wi
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +23,9 @@ import pytest
 
 from cores.common import supervision
 from cores.controlplane.launcher import ControlPlane, stop
-from cores.runtime import upstream
-from tests.integration.conftest import start_controlplane
+from cores.runtime import BUSYBOX_IMAGE, Containerd, upstream
+from tests.integration.conftest import containerd, start_controlplane  # noqa: F401 - the shared runtime fixture
+from tests.integration.edgecloud import start_edge
 from tests.timeouts import scaled
 
 CLOUDCORE = upstream.binary("cloudcore")
@@ -79,3 +83,84 @@ def test_upstream_cloudcore_starts_and_restarts_on_the_embedded_control_plane(pl
     assert "Starting cloudhub websocket server" in second
     assert errors_in(first + second) == []
     assert "failed to create ca to secrets" not in second and "failed to update the secret" not in second
+
+
+def wait(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + scaled(timeout)
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.3)
+    pytest.fail(what)
+
+
+def test_our_edgecore_runs_updates_and_deletes_a_pod_through_upstream_cloudcore(
+        plane: ControlPlane, containerd: Containerd, tmp_path: Path) -> None:
+    """Our EdgeCore joins upstream cloudcore (on our control plane) and runs a pod with a ConfigMap
+    volume; the ConfigMap's change reaches the container; the pod's deletion honours its grace
+    period: the container's TERM handler, which takes 3 s, runs to its end (it was SIGKILLed
+    about 1 s after the delete before; exit 137)."""
+    assert CLOUDCORE is not None
+    cloud = upstream.cloudcore_spec(CLOUDCORE, tmp_path / "cloudcore", plane.kubeconfig)
+    run_cloudcore(cloud)
+    node = f"up-{uuid.uuid4().hex[:6]}"
+    marker_dir = tmp_path / "marker"
+    marker_dir.mkdir()
+    edge = None
+    try:
+        token = base64.b64decode(kubectl(plane, "get", "secret", "tokensecret", "-n", "kubeedge", "-o",
+                                         "jsonpath={.data.tokendata}")).decode()
+        edge = start_edge(tmp_path / "edge", cloud, node, token, runtime_endpoint=containerd.endpoint)  # type: ignore[arg-type]
+        wait(lambda: '"Ready"' in kubectl(plane, "get", "node", node, "-o", "json") and
+             kubectl(plane, "get", "node", node, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}") == "True",
+             60, f"node {node} never became Ready through upstream cloudcore")
+        manifest = {
+            "apiVersion": "v1", "kind": "List", "items": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{node}-cfg", "namespace": "default"},
+                 "data": {"greeting": "hello"}},
+                {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": node, "namespace": "default"},
+                 "spec": {"nodeName": node, "hostNetwork": True, "terminationGracePeriodSeconds": 30,
+                          "containers": [{"name": "main", "image": BUSYBOX_IMAGE, "command": ["sh", "-c",
+                              "trap 'echo term > /marker/state; sleep 3; echo done > /marker/state; exit 0' TERM; "
+                              "while true; do sleep 0.2; done"],
+                              "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}, {"name": "marker", "mountPath": "/marker"}]}],
+                          "volumes": [{"name": "cfg", "configMap": {"name": f"{node}-cfg"}},
+                                      {"name": "marker", "hostPath": {"path": str(marker_dir)}}]}}]}
+        subprocess.run(["kubectl", f"--kubeconfig={plane.kubeconfig}", "apply", "-f", "-"], input=json.dumps(manifest),
+                       text=True, check=True, capture_output=True, timeout=scaled(30))
+        wait(lambda: kubectl(plane, "get", "pod", node, "-o", "jsonpath={.status.phase}") == "Running", 60,
+             "the pod never ran through upstream cloudcore")
+        running = {c.split("@")[0]: i for c, i in running_containers(containerd.endpoint, node).items()}
+        assert exec_in(containerd.endpoint, running["main"], "cat", "/cfg/greeting") == "hello"
+
+        kubectl(plane, "patch", "configmap", f"{node}-cfg", "--type=merge", "-p", '{"data":{"greeting":"bonjour"}}')
+        wait(lambda: exec_in(containerd.endpoint, running["main"], "cat", "/cfg/greeting") == "bonjour", 60,
+             "the ConfigMap's change never reached the container")
+
+        kubectl(plane, "delete", "pod", node, "--wait=false")
+        wait(lambda: (marker_dir / "state").exists(), 20, "the container never got its TERM")
+        wait(lambda: not running_containers(containerd.endpoint, node), 40, "the container never stopped")
+        assert (marker_dir / "state").read_text().strip() == "done", \
+            "the container was killed before its TERM handler finished, within a 30 s grace period"
+        wait(lambda: node not in kubectl(plane, "get", "pods", "-o", "name"), 40, "the pod was never deleted")
+    finally:
+        if edge is not None:
+            edge.stop()
+        supervision.stop(cloud.spec, grace=scaled(10))
+
+
+def running_containers(endpoint: str, pod: str) -> dict[str, str]:
+    from cores.edge.cri import POD_NAME, CriClient
+
+    async def listing() -> dict[str, str]:
+        async with CriClient(endpoint) as client:
+            found = await client.list_containers(labels={POD_NAME: pod})
+            return {f"{c.metadata.name}@{pod}": c.id for c in found if c.state == 1}
+
+    return asyncio.run(listing())
+
+
+def exec_in(endpoint: str, container_id: str, *command: str) -> str:
+    from tests.integration.test_pods import exec_in as exec_in_container
+
+    return asyncio.run(exec_in_container(endpoint, container_id, *command))
