@@ -10,6 +10,8 @@ PYTHON="${PYTHON:-python3}"
 # containerd, runc, containernetworking-plugins: the container runtime EdgeCore drives through CRI;
 # busybox-static: the local busybox and pause images (cores/runtime builds them, no registry).
 APT_PACKAGES=(systemd containerd runc containernetworking-plugins busybox-static)
+# etcd-server: the etcd under upstream's kube-apiserver in the real-cluster interop tests.
+APT_PACKAGES+=(etcd-server)
 # kubectl drives the control plane tests; the machine image ships v1.32, Debian's package is 1.20.
 command -v kubectl >/dev/null 2>&1 || APT_PACKAGES+=(kubernetes-client)
 

@@ -120,3 +120,55 @@ def cloudcore_spec(cloudcore: Path, base: Path, kubeconfig: Path, verbosity: int
     spec = ServiceSpec(component="cloudcore", config_dir=base / "config", log_dir=base / "log", run_dir=base / "run",
                        argv=(str(cloudcore), "--config", str(config), f"-v={verbosity}"), readiness_timeout=60.0)
     return UpstreamCloud(spec, config, websocket_port, https_port)
+
+
+# --- a real kube-apiserver on Debian's etcd ---------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class RealCluster:
+    """etcd and kube-apiserver v1.36 on loopback, with an admin kubeconfig (no controllers run)."""
+
+    etcd: ServiceSpec
+    apiserver: ServiceSpec
+    kubeconfig: Path
+    ca_file: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
+def real_cluster_specs(apiserver: Path, base: Path, etcd: str = "etcd") -> RealCluster:
+    """Specs for etcd and kube-apiserver under ``base``: their PKI (this project's, as the embedded
+    control plane makes it: CA, serving and ``system:masters`` admin certificates, the service
+    account key pair), data and logs, and the flags the binaries' README found to work here."""
+    from cores.controlplane import pki as pkis
+
+    etcd_port, etcd_peer, port = free_port(), free_port(), free_port()
+    paths = pkis.ensure_pki(base / "pki", ["127.0.0.1"], ["localhost"], "10.96.0.1")
+    kubeconfig = base / "admin.kubeconfig"
+    pkis.write_kubeconfig(kubeconfig, f"https://127.0.0.1:{port}", paths)
+    for folder in ("etcd-data", "etcd/config", "etcd/log", "etcd/run", "apiserver/config", "apiserver/log",
+                   "apiserver/run", "apiserver/certs"):
+        (base / folder).mkdir(parents=True, exist_ok=True)
+    etcd_url = f"http://127.0.0.1:{etcd_port}"
+    etcd_spec = ServiceSpec(
+        component="controlplane", config_dir=base / "etcd" / "config", log_dir=base / "etcd" / "log",
+        run_dir=base / "etcd" / "run", readiness_timeout=60.0,
+        argv=(etcd, "--data-dir", str(base / "etcd-data"), "--listen-client-urls", etcd_url,
+              "--advertise-client-urls", etcd_url, "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+              "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+              "--initial-cluster", f"default=http://127.0.0.1:{etcd_peer}"))
+    api_spec = ServiceSpec(
+        component="controlplane", config_dir=base / "apiserver" / "config", log_dir=base / "apiserver" / "log",
+        run_dir=base / "apiserver" / "run", readiness_timeout=90.0,
+        argv=(str(apiserver), f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+              f"--secure-port={port}", f"--cert-dir={base / 'apiserver' / 'certs'}",
+              f"--tls-cert-file={paths.server_cert}", f"--tls-private-key-file={paths.server_key}",
+              f"--client-ca-file={paths.ca_cert}", "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+              f"--service-account-key-file={paths.service_account_public_key}",
+              f"--service-account-signing-key-file={paths.service_account_key}",
+              "--service-cluster-ip-range=10.96.0.0/16", "--authorization-mode=Node,RBAC",
+              "--kubelet-preferred-address-types=InternalIP"))
+    return RealCluster(etcd_spec, api_spec, kubeconfig, paths.ca_cert, port)
