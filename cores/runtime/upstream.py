@@ -172,3 +172,59 @@ def real_cluster_specs(apiserver: Path, base: Path, etcd: str = "etcd") -> RealC
               "--service-cluster-ip-range=10.96.0.0/16", "--authorization-mode=Node,RBAC",
               "--kubelet-preferred-address-types=InternalIP"))
     return RealCluster(etcd_spec, api_spec, kubeconfig, paths.ca_cert, port)
+
+
+# --- upstream edgecore ----------------------------------------------------------------------------
+
+def edgecore_spec(edgecore: Path, base: Path, *, node: str, token: str, websocket_port: int, https_port: int,
+                  runtime_endpoint: str, pause_image: str, verbosity: int = 2) -> ServiceSpec:
+    """An upstream edgecore for ``node`` under ``base``, joining a cloud on 127.0.0.1: its default
+    config with every path moved under ``base``, eventBus off (no broker), our containerd, and its
+    kubelet ports moved off the defaults. Call :func:`unmount_under` after stopping it."""
+    document = yaml.safe_load(subprocess.run([str(edgecore), "--defaultconfig"], capture_output=True, text=True,
+                                             check=True, timeout=60).stdout)
+    for folder in ("ca", "certs", "config", "log", "run", "kubelet", "manifests", "pods-logs", "data"):
+        (base / folder).mkdir(parents=True, exist_ok=True)
+    document["database"]["dataSource"] = str(base / "data" / "edgecore.db")
+    modules = document["modules"]
+    hub = modules["edgeHub"]
+    hub.update(httpServer=f"https://127.0.0.1:{https_port}", token=token, heartbeat=2,
+               tlsCaFile=str(base / "ca" / "rootCA.crt"), tlsCertFile=str(base / "certs" / "server.crt"),
+               tlsPrivateKeyFile=str(base / "certs" / "server.key"))
+    hub["websocket"]["server"] = f"127.0.0.1:{websocket_port}"
+    modules["deviceTwin"]["dmiSockPath"] = str(base / "run") + "/"
+    modules["eventBus"]["enable"] = False
+    edged = modules["edged"]
+    edged.update(hostnameOverride=node, nodeIP="127.0.0.1", rootDirectory=str(base / "kubelet"), podSandboxImage=pause_image)
+    kubelet = edged["tailoredKubeletConfig"]
+    kubelet.update(containerRuntimeEndpoint=runtime_endpoint, imageServiceEndpoint=runtime_endpoint,
+                   podLogsDir=str(base / "pods-logs"), staticPodPath=str(base / "manifests"), readOnlyPort=free_port(),
+                   makeIPTablesUtilChains=False, port=free_port(), healthzPort=free_port())
+    meta = modules["metaManager"]["metaServer"]
+    meta.update(server=f"127.0.0.1:{free_port()}", tlsCaFile=str(base / "ca" / "rootCA.crt"),
+                tlsCertFile=str(base / "certs" / "server.crt"), tlsPrivateKeyFile=str(base / "certs" / "server.key"))
+    stream = modules["edgeStream"]
+    for key in list(stream):
+        if key.startswith("tls") and key.endswith("File"):
+            stream[key] = stream[key].replace("/etc/kubeedge", str(base))
+    config = base / "config" / "edgecore.yaml"
+    config.write_text(yaml.safe_dump(document))
+    return ServiceSpec(component="edgecore", config_dir=base / "config", log_dir=base / "log", run_dir=base / "run",
+                       argv=(str(edgecore), "--config", str(config), f"-v={verbosity}"), readiness_timeout=60.0)
+
+
+def unmount_under(base: Path) -> list[str]:
+    """Unmount what is mounted under ``base`` (upstream Edged leaves its root directory's bind
+    mount behind when it stops), deepest first; the mount points unmounted."""
+    root = str(base.resolve())
+    points = []
+    with open("/proc/self/mounts", encoding="utf-8") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if len(fields) > 1:
+                point = fields[1].replace("\\040", " ")
+                if point == root or point.startswith(root + "/"):
+                    points.append(point)
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False, timeout=30)
+    return points

@@ -164,3 +164,66 @@ def exec_in(endpoint: str, container_id: str, *command: str) -> str:
     from tests.integration.test_pods import exec_in as exec_in_container
 
     return asyncio.run(exec_in_container(endpoint, container_id, *command))
+
+
+EDGECORE = upstream.binary("edgecore")
+
+
+@pytest.mark.skipif(EDGECORE is None, reason=f"upstream edgecore not found: set {upstream.BIN_ENV}")
+def test_upstream_edgecore_runs_updates_and_deletes_a_pod_through_our_cloudcore(containerd: Containerd, tmp_path: Path) -> None:
+    """Upstream edgecore joins our CloudCore on the embedded control plane (whose node lifecycle
+    controller runs, with an 8 s grace here), runs a pod with a ConfigMap volume, gets the
+    ConfigMap's change, deletes the pod; stopped, its node goes NotReady."""
+    assert EDGECORE is not None
+    from cores.runtime import PAUSE_IMAGE
+    from tests.integration.edgecloud import start_cloud
+
+    plane = start_controlplane(tmp_path / "plane", controllers={"enable": True, "nodeMonitorGracePeriodSeconds": 8,
+                                                                "nodeMonitorPeriodSeconds": 1})
+    cloud = start_cloud(tmp_path / "cloud", plane)
+    node = f"upe-{uuid.uuid4().hex[:6]}"
+    base = tmp_path / "upstream-edge"
+    spec = upstream.edgecore_spec(EDGECORE, base, node=node, token=cloud.token(plane.kubeconfig),
+                                  websocket_port=cloud.websocket_port, https_port=cloud.https_port,
+                                  runtime_endpoint=containerd.endpoint, pause_image=PAUSE_IMAGE)
+    try:
+        supervision.start(spec)
+        ready = "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
+        wait(lambda: _quiet(plane, "get", "node", node, "-o", ready) == "True", 90,
+             f"upstream edgecore's node {node} never became Ready on our CloudCore")
+        configmap = f"{node}-cfg"
+        manifest = {"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": configmap, "namespace": "default"},
+             "data": {"v": "1"}},
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": node, "namespace": "default"},
+             "spec": {"nodeName": node, "hostNetwork": True, "terminationGracePeriodSeconds": 2,
+                      "containers": [{"name": "main", "image": BUSYBOX_IMAGE, "command": [
+                          "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+                          "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
+                      "volumes": [{"name": "cfg", "configMap": {"name": configmap}}]}}]}
+        subprocess.run(["kubectl", f"--kubeconfig={plane.kubeconfig}", "apply", "-f", "-"], input=json.dumps(manifest),
+                       text=True, check=True, capture_output=True, timeout=scaled(30))
+        wait(lambda: _quiet(plane, "get", "pod", node, "-o", "jsonpath={.status.phase}") == "Running", 90,
+             "upstream edgecore never ran the pod")
+        container = next(iter(running_containers(containerd.endpoint, node).values()))
+        assert exec_in(containerd.endpoint, container, "cat", "/cfg/v") == "1"
+        kubectl(plane, "patch", "configmap", configmap, "--type=merge", "-p", '{"data":{"v":"2"}}')
+        wait(lambda: exec_in(containerd.endpoint, container, "cat", "/cfg/v") == "2", 120,
+             "the ConfigMap's change never reached upstream edgecore's pod")
+        kubectl(plane, "delete", "pod", node, "--wait=false")
+        wait(lambda: node not in _quiet(plane, "get", "pods", "-o", "name"), 60, "the pod was never deleted")
+        wait(lambda: not running_containers(containerd.endpoint, node), 30, "the pod's container still runs")
+        supervision.stop(spec, grace=scaled(10))
+        wait(lambda: _quiet(plane, "get", "node", node, "-o", ready) == "Unknown", 60,
+             "the stopped upstream edgecore's node never went NotReady (Unknown)")
+    finally:
+        supervision.stop(spec, grace=scaled(10))
+        upstream.unmount_under(base)
+        cloud.stop()
+        stop(plane)
+
+
+def _quiet(plane: ControlPlane, *args: str) -> str:
+    done = subprocess.run(["kubectl", f"--kubeconfig={plane.kubeconfig}", *args], capture_output=True, text=True,
+                          timeout=scaled(30), check=False)
+    return done.stdout.strip()
