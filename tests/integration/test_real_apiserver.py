@@ -150,3 +150,44 @@ def test_cloudcore_on_a_real_apiserver_through_a_cut_and_a_restart(cluster: upst
             edge.stop()
         proxy.stop()
         cloud.stop()
+
+
+EDGECORE = upstream.binary("edgecore")
+
+
+@pytest.mark.skipif(EDGECORE is None, reason=f"upstream edgecore not found: set {upstream.BIN_ENV}")
+def test_upstream_edgecore_through_our_cloudcore_on_a_real_apiserver(cluster: upstream.RealCluster, containerd: Containerd,
+                                                                     tmp_path: Path) -> None:
+    """Upstream edgecore joins our CloudCore on the real kube-apiserver, runs a pod with a
+    ConfigMap volume, gets its change, and deletes it."""
+    assert EDGECORE is not None
+    from cores.runtime import PAUSE_IMAGE
+
+    node = f"realup-{uuid.uuid4().hex[:6]}"
+    cloud = start_cloud(tmp_path / "cloud", Plane(cluster.kubeconfig))  # type: ignore[arg-type]
+    base = tmp_path / "upstream-edge"
+    spec = upstream.edgecore_spec(EDGECORE, base, node=node, token=cloud.token(cluster.kubeconfig),
+                                  websocket_port=cloud.websocket_port, https_port=cloud.https_port,
+                                  runtime_endpoint=containerd.endpoint, pause_image=PAUSE_IMAGE)
+    try:
+        supervision.start(spec)
+        wait(lambda: run(cluster, "get", "node", node, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                         check=False) == "True", 90, "upstream edgecore's node never became Ready")
+        configmap = f"{node}-cfg"
+        apply(cluster, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": configmap, "namespace": "default"},
+                        "data": {"v": "1"}})
+        apply(cluster, pod(node, node, configmap))
+        wait(lambda: run(cluster, "get", "pod", node, "-o", "jsonpath={.status.phase}", check=False) == "Running", 90,
+             "upstream edgecore never ran the pod")
+        container = running_containers(containerd.endpoint, node)[f"main@{node}"]
+        assert exec_in(containerd.endpoint, container, "cat", "/cfg/v") == "1"
+        apply(cluster, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": configmap, "namespace": "default"},
+                        "data": {"v": "2"}})
+        wait(lambda: exec_in(containerd.endpoint, container, "cat", "/cfg/v") == "2", 120,
+             "the ConfigMap's change never reached upstream edgecore's pod")
+        run(cluster, "delete", "pod", node, "--wait=false")
+        wait(lambda: node not in run(cluster, "get", "pods", "-o", "name"), 60, "the pod was never deleted")
+    finally:
+        supervision.stop(spec, grace=scaled(10))
+        upstream.unmount_under(base)
+        cloud.stop()
