@@ -149,6 +149,7 @@ CONTROLPLANE_SCHEMA: dict[str, Any] = {
         "requestBodyTimeoutSeconds": "float",
         "idleTimeoutSeconds": "float",
         "maxConnectionsPerSource": "int",
+        "protobufResponses": "bool",
     },
     "dataDir": "str",
     "pkiDir": "str",

@@ -101,6 +101,9 @@ class ApiServer:
         self.signer = serviceaccounts.TokenSigner(pki.Pki(Path(config.pkiDir)).service_account_key)
         self.api.admission.append(self._admit)
         self.max_body = self.limits.max_request_bytes
+        # Protobuf answers cost us a decode and an encode per object (stored JSON is sent as it is),
+        # and save Go clients their slower JSON decoding; server.protobufResponses: false turns them off.
+        self.protobuf_responses = bool(config.server.get("protobufResponses", True))
         self._tasks: list[asyncio.Task[None]] = []
 
     # application --------------------------------------------------------------------------
@@ -111,7 +114,8 @@ class ApiServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        return _negotiated(request, await self._answer(request, handler))
+        response = await self._answer(request, handler)
+        return _negotiated(request, response) if self.protobuf_responses else response
 
     async def _answer(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
@@ -385,7 +389,7 @@ class ApiServer:
         resource_version = str(_query_resource_version(query) or "") if query.get("resourceVersion") else ""
         transform = views.watch_table_transform(target.resource, request.headers.get("Accept", ""), query)
         content_type = JSON
-        if transform is None and wants_protobuf(request.headers.get("Accept", "")) \
+        if transform is None and self.protobuf_responses and wants_protobuf(request.headers.get("Accept", "")) \
                 and protoencode.message_name(target.resource.api_version, target.resource.kind) is not None:
             transform, content_type = _protobuf_watch_frames, f"{protobuf.CONTENT_TYPE};stream=watch"
         response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache, private"})
