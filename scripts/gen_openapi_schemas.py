@@ -53,6 +53,7 @@ ROOTS: dict[str, tuple[str, str, str]] = {
     "V1CustomResourceDefinitionList": ("apiextensions.k8s.io", "v1", "CustomResourceDefinitionList"),
     "V1Deployment": ("apps", "v1", "Deployment"), "V1DeploymentList": ("apps", "v1", "DeploymentList"),
     "V1ReplicaSet": ("apps", "v1", "ReplicaSet"), "V1ReplicaSetList": ("apps", "v1", "ReplicaSetList"),
+    "V1DaemonSet": ("apps", "v1", "DaemonSet"), "V1DaemonSetList": ("apps", "v1", "DaemonSetList"),
     "V1Eviction": ("policy", "v1", "Eviction"),
     "AuthenticationV1TokenRequest": ("authentication.k8s.io", "v1", "TokenRequest"),
     "V1Status": ("", "v1", "Status"),
@@ -60,7 +61,7 @@ ROOTS: dict[str, tuple[str, str, str]] = {
 }
 META_TYPES = {"ObjectMeta", "ListMeta", "LabelSelector", "LabelSelectorRequirement", "ManagedFieldsEntry",
               "OwnerReference", "Status", "StatusDetails", "StatusCause", "DeleteOptions", "Preconditions", "Condition"}
-APPS_PREFIXES = ("Deployment", "ReplicaSet", "RollingUpdateDeployment")
+APPS_PREFIXES = ("Deployment", "ReplicaSet", "RollingUpdateDeployment", "DaemonSet", "RollingUpdateDaemonSet")
 COORDINATION_TYPES = {"Lease", "LeaseSpec", "LeaseList"}
 APIEXTENSIONS_PREFIXES = ("CustomResource", "JSONSchemaProps", "ExternalDocumentation", "ValidationRule",
                           "SelectableField", "WebhookConversion")

@@ -353,6 +353,25 @@ def apply_replica_set_defaults(replica_set: dict[str, Any], on_create: bool = Tr
         status["replicas"] = 0
 
 
+def apply_daemon_set_defaults(daemon_set: dict[str, Any], on_create: bool = True) -> None:
+    """apps/v1 SetDefaults_DaemonSet, in place: RollingUpdate with maxUnavailable 1 and maxSurge 0,
+    10 revisions kept; the status counts that have no omitempty start at 0."""
+    spec = _child(daemon_set, "spec")
+    strategy = _child(spec, "updateStrategy")
+    _set_default(strategy, "type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        rolling = _child(strategy, "rollingUpdate")
+        _set_default(rolling, "maxUnavailable", 1)
+        _set_default(rolling, "maxSurge", 0)
+    if spec.get("revisionHistoryLimit") is None:
+        spec["revisionHistoryLimit"] = 10
+    _apply_template_defaults(daemon_set)
+    status = _child(daemon_set, "status")
+    for key in ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady"):
+        if status.get(key) is None:
+            status[key] = 0
+
+
 def apply_namespace_defaults(namespace: dict[str, Any], on_create: bool = True) -> None:
     """SetDefaults_Namespace (the name label, always rewritten) and, on create, the finalizer."""
     metadata = _child(namespace, "metadata")
@@ -440,6 +459,7 @@ _DEFAULTERS = {
     "Pod": _apply_pod,
     "Deployment": apply_deployment_defaults,
     "ReplicaSet": apply_replica_set_defaults,
+    "DaemonSet": apply_daemon_set_defaults,
     "Namespace": apply_namespace_defaults,
     "Secret": apply_secret_defaults,
     "Service": apply_service_defaults,

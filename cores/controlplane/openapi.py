@@ -466,6 +466,8 @@ PATCH_STRATEGIES: dict[str, dict[str, tuple[str, str | None]]] = {
     "io.k8s.api.apps.v1.DeploymentSpec": {"strategy": ("retainKeys", None)},
     "io.k8s.api.apps.v1.DeploymentStatus": _CONDITIONS,
     "io.k8s.api.apps.v1.ReplicaSetStatus": _CONDITIONS,
+    "io.k8s.api.apps.v1.DaemonSetSpec": {"updateStrategy": ("retainKeys", None)},
+    "io.k8s.api.apps.v1.DaemonSetStatus": _CONDITIONS,
 }
 
 

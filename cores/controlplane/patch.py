@@ -243,6 +243,7 @@ _LIST_STRATEGIES: dict[str, dict[Path, MergeKey]] = {
     "Lease": _kind(),
     "Deployment": _workload(),
     "ReplicaSet": _workload(),
+    "DaemonSet": _workload(),
 }
 
 

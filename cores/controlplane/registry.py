@@ -86,6 +86,8 @@ BUILTINS: tuple[ResourceType, ...] = (
                  subresources=frozenset({"status", "scale"}), categories=("all",)),
     ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, short_names=("rs",),
                  subresources=frozenset({"status", "scale"}), categories=("all",)),
+    ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, short_names=("ds",),
+                 subresources=frozenset({"status"}), categories=("all",)),
     # Reviews are answered, never stored (kube-apiserver's create-only virtual resources).
     ResourceType("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False, verbs=("create",)),
     ResourceType("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False, verbs=("create",)),

@@ -555,6 +555,39 @@ def replica_set_cells(replica_set: Obj, now: datetime.datetime) -> list[Any]:
     ]
 
 
+DAEMON_SET_COLUMNS = [
+    NAME,
+    column("Desired", "The total number of nodes that should be running the daemon pod (including nodes correctly "
+                      "running the daemon pod).", type_="integer"),
+    column("Current", "The number of nodes that are running at least 1 daemon pod and are supposed to run the "
+                      "daemon pod.", type_="integer"),
+    column("Ready", "numberReady is the number of nodes that should be running the daemon pod and have one or more "
+                    "of the daemon pod running with a Ready Condition.", type_="integer"),
+    column("Up-to-date", "The total number of nodes that are running updated daemon pod", type_="integer"),
+    column("Available", "The number of nodes that should be running the daemon pod and have one or more of the "
+                        "daemon pod running and available (ready for at least spec.minReadySeconds)", type_="integer"),
+    column("Node Selector", "NodeSelector is a selector which must be true for the pod to fit on a node. Selector "
+                            "which must match a node's labels for the pod to be scheduled on that node."),
+    AGE,
+    column("Containers", CONTAINERS_DESCRIPTION, priority=1),
+    column("Images", IMAGES_DESCRIPTION, priority=1),
+    column("Selector", "A label query over pods that are managed by the daemon set.", priority=1),
+]
+
+
+def daemon_set_cells(daemon_set: Obj, now: datetime.datetime) -> list[Any]:
+    spec, status = _spec(daemon_set), _status(daemon_set)
+    selector = _template_spec(daemon_set).get("nodeSelector") or {}
+    node_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items())) if isinstance(selector, dict) else ""
+    return [
+        _meta(daemon_set).get("name", ""), int(status.get("desiredNumberScheduled") or 0),
+        int(status.get("currentNumberScheduled") or 0), int(status.get("numberReady") or 0),
+        int(status.get("updatedNumberScheduled") or 0), int(status.get("numberAvailable") or 0),
+        node_selector or "<none>", _age(daemon_set, now),
+        *_containers_cells(_template_spec(daemon_set)), format_label_selector(spec.get("selector")),
+    ]
+
+
 # events ---------------------------------------------------------------------------------------
 
 EVENT_COLUMNS = [
@@ -656,6 +689,7 @@ PRINTERS: dict[tuple[str, str], tuple[list[dict[str, Any]], CellsFunction]] = {
         _name(o), _spec(o).get("holderIdentity") or "", _age(o, now)]),
     ("apps", "Deployment"): (DEPLOYMENT_COLUMNS, deployment_cells),
     ("apps", "ReplicaSet"): (REPLICA_SET_COLUMNS, replica_set_cells),
+    ("apps", "DaemonSet"): (DAEMON_SET_COLUMNS, daemon_set_cells),
     # rest.NewDefaultTableConvertor: what kube-apiserver uses for kinds without a printer (CRDs among them)
     ("apiextensions.k8s.io", "CustomResourceDefinition"): (CREATED_AT_COLUMNS, lambda o, now: [
         _name(o), _meta(o).get("creationTimestamp") or ""]),

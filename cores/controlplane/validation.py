@@ -872,6 +872,17 @@ def _validate_replica_set(obj: Mapping[str, Any]) -> list[Cause]:
             + _selector_causes(spec) + _template_causes(spec))
 
 
+def _validate_daemon_set(obj: Mapping[str, Any]) -> list[Cause]:
+    """ValidateDaemonSetSpec: the selector and template as a ReplicaSet's, and a known update strategy."""
+    spec = _mapping(obj.get("spec"))
+    causes = (_nonnegative_causes(spec, ("minReadySeconds", "revisionHistoryLimit"))
+              + _selector_causes(spec) + _template_causes(spec))
+    strategy = _mapping(spec.get("updateStrategy")).get("type")
+    if strategy is not None and strategy not in ("RollingUpdate", "OnDelete"):
+        causes.append(not_supported("spec.updateStrategy.type", strategy, ("OnDelete", "RollingUpdate")))
+    return causes
+
+
 def _validate_deployment(obj: Mapping[str, Any]) -> list[Cause]:
     spec = _mapping(obj.get("spec"))
     causes = _nonnegative_causes(spec, ("replicas",)) + _selector_causes(spec) + _template_causes(spec)
@@ -905,6 +916,7 @@ _VALIDATORS: dict[str, Validator] = {
     "Lease": _validate_lease,
     "Deployment": _validate_deployment,
     "ReplicaSet": _validate_replica_set,
+    "DaemonSet": _validate_daemon_set,
 }
 _UPDATE_VALIDATORS: dict[str, UpdateValidator] = {
     "Pod": _validate_pod_update,
@@ -912,6 +924,7 @@ _UPDATE_VALIDATORS: dict[str, UpdateValidator] = {
     "Secret": _validate_secret_update,
     "Deployment": _validate_selector_update,
     "ReplicaSet": _validate_selector_update,
+    "DaemonSet": _validate_selector_update,
 }
 
 

@@ -90,14 +90,17 @@ class HollowEdged:
             self.deleted.add(uid)
             return
         # Like a kubelet, keep trying until the cloud has the status: a reply lost with the
-        # link (or a CloudCore that died mid-request) must not leave the pod Pending.
-        while uid not in self.reported and uid not in self.deleted:
+        # link (or a CloudCore that died mid-request) must not leave the pod Pending. A pod being
+        # deleted is finished whether or not its status was reported before.
+        terminating = bool(metadata.get("deletionTimestamp"))
+        while uid not in self.deleted and (terminating or uid not in self.reported):
             await self.connected.wait()
             try:
-                if metadata.get("deletionTimestamp"):
+                if terminating:
                     reply = await self.requests.delete(f"{namespace}/pod/{name}",
                                                        {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}})
                     if reply == "OK":
+                        self.deleted.add(uid)
                         return
                 else:
                     patch = json.dumps(running_status(pod, self.node_ip), separators=(",", ":"))

@@ -2,8 +2,8 @@
 
 What kube-controller-manager and kube-scheduler do for the resources this control plane serves,
 one small module each: namespaces (default ServiceAccount, ``kube-root-ca.crt``, deletion),
-the scheduler, node lifecycle (Unknown on a silent node, never evicting), ReplicaSets and
-Deployments, and the Events they record. Each reads and writes through the in-process
+the scheduler, node lifecycle (Unknown on a silent node, never evicting), ReplicaSets,
+Deployments and DaemonSets, and the Events they record. Each reads and writes through the in-process
 :class:`~cores.controlplane.api.Api` (so admission, validation and defaults apply as to any
 client) and is supervised: a crash is logged and the controller starts again.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 from cores.common.config import Config
 from cores.controlplane.api import Api
 from cores.controlplane.controllers import base
+from cores.controlplane.controllers.daemonset import DaemonSetController
 from cores.controlplane.controllers.deployment import DeploymentController
 from cores.controlplane.controllers.events import EventRecorder
 from cores.controlplane.controllers.namespace import NamespaceController
@@ -36,5 +37,6 @@ def start(api: Api, config: Config) -> list[asyncio.Task[None]]:
                                                  float(settings.nodeMonitorPeriodSeconds)).run,
         "replicaset": ReplicaSetController(api, recorder, resync).run,
         "deployment": DeploymentController(api, recorder, resync).run,
+        "daemonset": DaemonSetController(api, recorder, resync).run,
     }
     return [asyncio.create_task(base.supervise(name, run), name=f"controller-{name}") for name, run in controllers.items()]
