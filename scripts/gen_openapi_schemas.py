@@ -30,6 +30,7 @@ CORE = "io.k8s.api.core.v1."
 APPS = "io.k8s.api.apps.v1."
 COORDINATION = "io.k8s.api.coordination.v1."
 POLICY = "io.k8s.api.policy.v1."
+BATCH = "io.k8s.api.batch.v1."
 AUTHENTICATION = "io.k8s.api.authentication.v1."
 APIEXTENSIONS = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1."
 QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
@@ -54,6 +55,8 @@ ROOTS: dict[str, tuple[str, str, str]] = {
     "V1Deployment": ("apps", "v1", "Deployment"), "V1DeploymentList": ("apps", "v1", "DeploymentList"),
     "V1ReplicaSet": ("apps", "v1", "ReplicaSet"), "V1ReplicaSetList": ("apps", "v1", "ReplicaSetList"),
     "V1DaemonSet": ("apps", "v1", "DaemonSet"), "V1DaemonSetList": ("apps", "v1", "DaemonSetList"),
+    "V1Job": ("batch", "v1", "Job"), "V1JobList": ("batch", "v1", "JobList"),
+    "V1CronJob": ("batch", "v1", "CronJob"), "V1CronJobList": ("batch", "v1", "CronJobList"),
     "V1Eviction": ("policy", "v1", "Eviction"),
     "AuthenticationV1TokenRequest": ("authentication.k8s.io", "v1", "TokenRequest"),
     "V1Status": ("", "v1", "Status"),
@@ -66,6 +69,7 @@ COORDINATION_TYPES = {"Lease", "LeaseSpec", "LeaseList"}
 APIEXTENSIONS_PREFIXES = ("CustomResource", "JSONSchemaProps", "ExternalDocumentation", "ValidationRule",
                           "SelectableField", "WebhookConversion")
 AUTHENTICATION_PREFIXES = ("TokenRequest", "BoundObjectReference")
+BATCH_PREFIXES = ("Job", "CronJob", "PodFailurePolicy", "SuccessPolicy", "UncountedTerminatedPods")
 QUANTITY_MAPS = {"limits", "requests", "capacity", "allocatable", "overhead", "hard", "used"}
 QUANTITY_FIELDS = {("V1EmptyDirVolumeSource", "sizeLimit"), ("V1ResourceFieldSelector", "divisor")}
 
@@ -75,6 +79,8 @@ def definition_name(class_name: str) -> str:
     for prefix, package in (("CoreV1", CORE), ("ApiextensionsV1", APIEXTENSIONS), ("AuthenticationV1", AUTHENTICATION)):
         if class_name.startswith(prefix):
             return package + class_name[len(prefix):]
+    if class_name.startswith("V1alpha3"):  # scheduling's alpha types, which Jobs refer to
+        return "io.k8s.api.scheduling.v1alpha3." + class_name[len("V1alpha3"):]
     short = class_name[2:]  # drop "V1"
     if short in META_TYPES:
         return META + short
@@ -83,7 +89,7 @@ def definition_name(class_name: str) -> str:
     if short == "Eviction":
         return POLICY + short
     for prefixes, package in ((APPS_PREFIXES, APPS), (APIEXTENSIONS_PREFIXES, APIEXTENSIONS),
-                              (AUTHENTICATION_PREFIXES, AUTHENTICATION)):
+                              (AUTHENTICATION_PREFIXES, AUTHENTICATION), (BATCH_PREFIXES, BATCH)):
         if short.startswith(prefixes):
             return package + short
     return CORE + short

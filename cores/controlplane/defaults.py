@@ -372,6 +372,52 @@ def apply_daemon_set_defaults(daemon_set: dict[str, Any], on_create: bool = True
             status[key] = 0
 
 
+JOB_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+
+
+def apply_job_defaults(job: dict[str, Any], on_create: bool = True) -> None:
+    """batch/v1 SetDefaults_Job, and on create the Job strategy's generated selector: the pods are
+    labelled with the Job's uid and name, and selected by the uid (unless manualSelector)."""
+    spec = _child(job, "spec")
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+    _set_default(spec, "parallelism", 1)
+    _set_default(spec, "backoffLimit", 6)
+    _set_default(spec, "completionMode", "NonIndexed")
+    _set_default(spec, "suspend", False)
+    _set_default(spec, "podReplacementPolicy", "TerminatingOrFailed")
+    metadata = _child(job, "metadata")
+    if on_create and not spec.get("manualSelector") and metadata.get("uid"):
+        labels = _child(_child(_child(spec, "template"), "metadata"), "labels")
+        for key in JOB_UID_LABELS:
+            labels[key] = metadata["uid"]
+        for key in JOB_NAME_LABELS:
+            labels[key] = metadata.get("name", "")
+        spec["selector"] = {"matchLabels": {JOB_UID_LABELS[0]: metadata["uid"]}}
+    _apply_template_defaults(job)
+    _child(job, "status")
+
+
+def apply_cron_job_defaults(cron_job: dict[str, Any], on_create: bool = True) -> None:
+    """batch/v1 SetDefaults_CronJob: Allow, not suspended, 3 successful and 1 failed Jobs kept."""
+    spec = _child(cron_job, "spec")
+    _set_default(spec, "concurrencyPolicy", "Allow")
+    _set_default(spec, "suspend", False)
+    _set_default(spec, "successfulJobsHistoryLimit", 3)
+    _set_default(spec, "failedJobsHistoryLimit", 1)
+    job_spec = _child(_child(spec, "jobTemplate"), "spec")
+    _set_default(job_spec, "backoffLimit", 6)
+    _set_default(job_spec, "completionMode", "NonIndexed")
+    _set_default(job_spec, "suspend", False)
+    _set_default(job_spec, "podReplacementPolicy", "TerminatingOrFailed")
+    if job_spec.get("completions") is None and job_spec.get("parallelism") is None:
+        job_spec["completions"] = 1
+    _set_default(job_spec, "parallelism", 1)
+    apply_pod_spec_defaults(_child(_child(job_spec, "template"), "spec"))
+    _child(cron_job, "status")
+
+
 def apply_namespace_defaults(namespace: dict[str, Any], on_create: bool = True) -> None:
     """SetDefaults_Namespace (the name label, always rewritten) and, on create, the finalizer."""
     metadata = _child(namespace, "metadata")
@@ -460,6 +506,8 @@ _DEFAULTERS = {
     "Deployment": apply_deployment_defaults,
     "ReplicaSet": apply_replica_set_defaults,
     "DaemonSet": apply_daemon_set_defaults,
+    "Job": apply_job_defaults,
+    "CronJob": apply_cron_job_defaults,
     "Namespace": apply_namespace_defaults,
     "Secret": apply_secret_defaults,
     "Service": apply_service_defaults,

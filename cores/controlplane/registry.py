@@ -88,6 +88,9 @@ BUILTINS: tuple[ResourceType, ...] = (
                  subresources=frozenset({"status", "scale"}), categories=("all",)),
     ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, short_names=("ds",),
                  subresources=frozenset({"status"}), categories=("all",)),
+    ResourceType("batch", "v1", "jobs", "Job", True, subresources=frozenset({"status"}), categories=("all",)),
+    ResourceType("batch", "v1", "cronjobs", "CronJob", True, short_names=("cj",), subresources=frozenset({"status"}),
+                 categories=("all",)),
     # Reviews are answered, never stored (kube-apiserver's create-only virtual resources).
     ResourceType("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False, verbs=("create",)),
     ResourceType("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False, verbs=("create",)),

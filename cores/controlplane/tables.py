@@ -588,6 +588,68 @@ def daemon_set_cells(daemon_set: Obj, now: datetime.datetime) -> list[Any]:
     ]
 
 
+JOB_COLUMNS = [
+    NAME,
+    column("Status", "Status of the job."),
+    column("Completions", "The desired number of successfully finished pods the job should be run with."),
+    column("Duration", "Time required to complete the job."),
+    AGE,
+    column("Containers", CONTAINERS_DESCRIPTION, priority=1),
+    column("Images", IMAGES_DESCRIPTION, priority=1),
+    column("Selector", "A label query over pods that should match the pod count.", priority=1),
+]
+
+
+def job_status(job: Obj) -> str:
+    """printJob's STATUS: the first of Failed, Complete, Suspended, FailureTarget, SuccessCriteriaMet, else Running."""
+    conditions = _status(job).get("conditions") or []
+    for kind in ("Failed", "Complete", "Suspended", "FailureTarget", "SuccessCriteriaMet"):
+        if _condition_true(conditions, kind):
+            return kind
+    return "Terminating" if _meta(job).get("deletionTimestamp") else "Running"
+
+
+def job_cells(job: Obj, now: datetime.datetime) -> list[Any]:
+    spec, status = _spec(job), _status(job)
+    succeeded = int(status.get("succeeded") or 0)
+    completions = spec.get("completions")
+    if completions is not None:
+        done = f"{succeeded}/{completions}"
+    else:
+        parallelism = spec.get("parallelism") or 0
+        done = f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
+    started, ended = parse_time(status.get("startTime")), parse_time(status.get("completionTime"))
+    duration = "" if started is None else human_duration(((ended or now) - started).total_seconds())
+    return [_meta(job).get("name", ""), job_status(job), done, duration, _age(job, now),
+            *_containers_cells(_template_spec(job)), format_label_selector(spec.get("selector"))]
+
+
+CRON_JOB_COLUMNS = [
+    NAME,
+    column("Schedule", "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron."),
+    column("Timezone", "The time zone name for the given schedule, see "
+                       "https://en.wikipedia.org/wiki/List_of_tz_database_time_zones."),
+    column("Suspend", "This flag tells the controller to suspend subsequent executions, it does not apply to "
+                      "already started executions.  Defaults to false.", type_="boolean"),
+    column("Active", "A list of pointers to currently running jobs.", type_="integer"),
+    column("Last Schedule", "Information when was the last time the job was successfully scheduled."),
+    AGE,
+    column("Containers", CONTAINERS_DESCRIPTION, priority=1),
+    column("Images", IMAGES_DESCRIPTION, priority=1),
+    column("Selector", "A label query over pods that should match the pod count.", priority=1),
+]
+
+
+def cron_job_cells(cron_job: Obj, now: datetime.datetime) -> list[Any]:
+    spec, status = _spec(cron_job), _status(cron_job)
+    job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    last = status.get("lastScheduleTime")
+    return [_meta(cron_job).get("name", ""), spec.get("schedule", ""), spec.get("timeZone") or "<none>",
+            "True" if spec.get("suspend") else "False", len(status.get("active") or []),  # printBoolPtr since(last, now) if last else "<none>",
+            _age(cron_job, now), *_containers_cells((job_spec.get("template") or {}).get("spec") or {}),
+            format_label_selector(job_spec.get("selector"))]
+
+
 # events ---------------------------------------------------------------------------------------
 
 EVENT_COLUMNS = [
@@ -690,6 +752,8 @@ PRINTERS: dict[tuple[str, str], tuple[list[dict[str, Any]], CellsFunction]] = {
     ("apps", "Deployment"): (DEPLOYMENT_COLUMNS, deployment_cells),
     ("apps", "ReplicaSet"): (REPLICA_SET_COLUMNS, replica_set_cells),
     ("apps", "DaemonSet"): (DAEMON_SET_COLUMNS, daemon_set_cells),
+    ("batch", "Job"): (JOB_COLUMNS, job_cells),
+    ("batch", "CronJob"): (CRON_JOB_COLUMNS, cron_job_cells),
     # rest.NewDefaultTableConvertor: what kube-apiserver uses for kinds without a printer (CRDs among them)
     ("apiextensions.k8s.io", "CustomResourceDefinition"): (CREATED_AT_COLUMNS, lambda o, now: [
         _name(o), _meta(o).get("creationTimestamp") or ""]),

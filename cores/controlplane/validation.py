@@ -883,6 +883,59 @@ def _validate_daemon_set(obj: Mapping[str, Any]) -> list[Cause]:
     return causes
 
 
+def _job_template_causes(spec: dict[str, Any], path: str) -> list[Cause]:
+    template = _mapping(spec.get("template"))
+    template_spec = _mapping(template.get("spec"))
+    causes = pod_spec_causes(template_spec, f"{path}.template.spec")
+    restart_policy = template_spec.get("restartPolicy")
+    if restart_policy not in ("OnFailure", "Never"):
+        causes.append(required(f"{path}.template.spec.restartPolicy", 'valid values: "OnFailure", "Never"')
+                      if restart_policy in (None, "Always") else
+                      not_supported(f"{path}.template.spec.restartPolicy", restart_policy, ("OnFailure", "Never")))
+    causes += _nonnegative_causes(spec, ("parallelism", "completions", "backoffLimit", "activeDeadlineSeconds",
+                                         "ttlSecondsAfterFinished"))
+    return causes
+
+
+def _validate_job(obj: Mapping[str, Any]) -> list[Cause]:
+    """ValidateJobSpec: a template that runs to completion, counts that are not negative, and
+    (set by the strategy unless manualSelector) a selector that matches the template's labels."""
+    spec = _mapping(obj.get("spec"))
+    causes = _job_template_causes(spec, "spec")
+    if spec.get("selector") is not None:
+        causes += label_selector_causes(spec.get("selector"), "spec.selector")
+        try:
+            selector = label_selector_from_dict(spec.get("selector"))
+            labels = _mapping(_mapping(_mapping(spec.get("template")).get("metadata")).get("labels"))
+            if not selector.empty and not selector.matches(labels):
+                causes.append(invalid("spec.template.metadata.labels", labels, "`selector` does not match template `labels`"))
+        except SelectorError:
+            causes.append(_invalid_selector("spec.selector", spec.get("selector"), "invalid label selector"))
+    return causes
+
+
+def _validate_cron_job(obj: Mapping[str, Any]) -> list[Cause]:
+    """ValidateCronJobSpec: a schedule that parses, a known concurrency policy, a Job template."""
+    from cores.controlplane import cron
+
+    spec = _mapping(obj.get("spec"))
+    causes: list[Cause] = []
+    schedule = spec.get("schedule")
+    if not schedule:
+        causes.append(required("spec.schedule"))
+    else:
+        try:
+            cron.parse(str(schedule))
+        except cron.CronError as error:
+            causes.append(invalid("spec.schedule", schedule, str(error)))
+    policy = spec.get("concurrencyPolicy")
+    if policy is not None and policy not in ("Allow", "Forbid", "Replace"):
+        causes.append(not_supported("spec.concurrencyPolicy", policy, ("Allow", "Forbid", "Replace")))
+    causes += _nonnegative_causes(spec, ("startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"))
+    causes += _job_template_causes(_mapping(_mapping(spec.get("jobTemplate")).get("spec")), "spec.jobTemplate.spec")
+    return causes
+
+
 def _validate_deployment(obj: Mapping[str, Any]) -> list[Cause]:
     spec = _mapping(obj.get("spec"))
     causes = _nonnegative_causes(spec, ("replicas",)) + _selector_causes(spec) + _template_causes(spec)
@@ -917,6 +970,8 @@ _VALIDATORS: dict[str, Validator] = {
     "Deployment": _validate_deployment,
     "ReplicaSet": _validate_replica_set,
     "DaemonSet": _validate_daemon_set,
+    "Job": _validate_job,
+    "CronJob": _validate_cron_job,
 }
 _UPDATE_VALIDATORS: dict[str, UpdateValidator] = {
     "Pod": _validate_pod_update,

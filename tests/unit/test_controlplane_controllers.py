@@ -86,8 +86,8 @@ def test_protobuf_token_request_as_kubectl_sends_it() -> None:
     assert protobuf.decode(body) == {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                                      "metadata": {}, "spec": {"audiences": ["a"], "expirationSeconds": 1200}}
     try:
-        protobuf.decode(b"k8s\x00" + _field(1, _field(1, b"batch/v1") + _field(2, b"Job")))
+        protobuf.decode(b"k8s\x00" + _field(1, _field(1, b"networking.k8s.io/v1") + _field(2, b"Ingress")))
     except protobuf.ProtobufError as error:
-        assert "not supported for Job" in str(error)
+        assert "not supported for Ingress" in str(error)
     else:
         raise AssertionError("a kind the server does not serve must be refused in protobuf")

@@ -153,7 +153,7 @@ def test_unknown_fields_are_ignored() -> None:
     assert protobuf.decode(envelope("v1", "ConfigMap", raw))["metadata"] == {"name": "cm", "namespace": "default"}
 
 
-@pytest.mark.parametrize(("api_version", "kind"), [("batch/v1", "Job"), ("v1", "NoSuchKind"), ("", "")])
+@pytest.mark.parametrize(("api_version", "kind"), [("networking.k8s.io/v1", "Ingress"), ("v1", "NoSuchKind"), ("", "")])
 def test_unknown_kind_is_refused(api_version: str, kind: str) -> None:
     with pytest.raises(protobuf.ProtobufError, match="not supported"):
         protobuf.decode(envelope(api_version, kind, b""))

@@ -3,7 +3,7 @@
 What kube-controller-manager and kube-scheduler do for the resources this control plane serves,
 one small module each: namespaces (default ServiceAccount, ``kube-root-ca.crt``, deletion),
 the scheduler, node lifecycle (Unknown on a silent node, never evicting), ReplicaSets,
-Deployments and DaemonSets, and the Events they record. Each reads and writes through the in-process
+Deployments, DaemonSets, Jobs and CronJobs, and the Events they record. Each reads and writes through the in-process
 :class:`~cores.controlplane.api.Api` (so admission, validation and defaults apply as to any
 client) and is supervised: a crash is logged and the controller starts again.
 """
@@ -19,6 +19,7 @@ from cores.controlplane.controllers import base
 from cores.controlplane.controllers.daemonset import DaemonSetController
 from cores.controlplane.controllers.deployment import DeploymentController
 from cores.controlplane.controllers.events import EventRecorder
+from cores.controlplane.controllers.job import CronJobController, JobController
 from cores.controlplane.controllers.namespace import NamespaceController
 from cores.controlplane.controllers.nodelifecycle import NodeLifecycleController
 from cores.controlplane.controllers.replicaset import ReplicaSetController
@@ -38,5 +39,7 @@ def start(api: Api, config: Config) -> list[asyncio.Task[None]]:
         "replicaset": ReplicaSetController(api, recorder, resync).run,
         "deployment": DeploymentController(api, recorder, resync).run,
         "daemonset": DaemonSetController(api, recorder, resync).run,
+        "job": JobController(api, recorder, resync).run,
+        "cronjob": CronJobController(api, recorder, resync).run,
     }
     return [asyncio.create_task(base.supervise(name, run), name=f"controller-{name}") for name, run in controllers.items()]
