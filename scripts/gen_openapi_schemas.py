@@ -31,6 +31,9 @@ APPS = "io.k8s.api.apps.v1."
 COORDINATION = "io.k8s.api.coordination.v1."
 POLICY = "io.k8s.api.policy.v1."
 BATCH = "io.k8s.api.batch.v1."
+DISCOVERY = "io.k8s.api.discovery.v1."
+DISCOVERY_TYPES = {"EndpointSlice", "EndpointSliceList", "Endpoint", "EndpointConditions", "EndpointHints", "ForZone",
+                   "ForNode"}
 AUTHENTICATION = "io.k8s.api.authentication.v1."
 APIEXTENSIONS = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1."
 QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
@@ -56,6 +59,8 @@ ROOTS: dict[str, tuple[str, str, str]] = {
     "V1ReplicaSet": ("apps", "v1", "ReplicaSet"), "V1ReplicaSetList": ("apps", "v1", "ReplicaSetList"),
     "V1DaemonSet": ("apps", "v1", "DaemonSet"), "V1DaemonSetList": ("apps", "v1", "DaemonSetList"),
     "V1Job": ("batch", "v1", "Job"), "V1JobList": ("batch", "v1", "JobList"),
+    "V1EndpointSlice": ("discovery.k8s.io", "v1", "EndpointSlice"),
+    "V1EndpointSliceList": ("discovery.k8s.io", "v1", "EndpointSliceList"),
     "V1CronJob": ("batch", "v1", "CronJob"), "V1CronJobList": ("batch", "v1", "CronJobList"),
     "V1Eviction": ("policy", "v1", "Eviction"),
     "AuthenticationV1TokenRequest": ("authentication.k8s.io", "v1", "TokenRequest"),
@@ -76,7 +81,8 @@ QUANTITY_FIELDS = {("V1EmptyDirVolumeSource", "sizeLimit"), ("V1ResourceFieldSel
 
 def definition_name(class_name: str) -> str:
     """The upstream definition name of a client model class (its package is not in the class name)."""
-    for prefix, package in (("CoreV1", CORE), ("ApiextensionsV1", APIEXTENSIONS), ("AuthenticationV1", AUTHENTICATION)):
+    for prefix, package in (("CoreV1", CORE), ("ApiextensionsV1", APIEXTENSIONS), ("AuthenticationV1", AUTHENTICATION),
+                            ("DiscoveryV1", DISCOVERY)):
         if class_name.startswith(prefix):
             return package + class_name[len(prefix):]
     if class_name.startswith("V1alpha3"):  # scheduling's alpha types, which Jobs refer to
@@ -86,6 +92,8 @@ def definition_name(class_name: str) -> str:
         return META + short
     if short in COORDINATION_TYPES:
         return COORDINATION + short
+    if short in DISCOVERY_TYPES:
+        return DISCOVERY + short
     if short == "Eviction":
         return POLICY + short
     for prefixes, package in ((APPS_PREFIXES, APPS), (APIEXTENSIONS_PREFIXES, APIEXTENSIONS),

@@ -3,7 +3,8 @@
 What kube-controller-manager and kube-scheduler do for the resources this control plane serves,
 one small module each: namespaces (default ServiceAccount, ``kube-root-ca.crt``, deletion),
 the scheduler, node lifecycle (Unknown on a silent node, never evicting), ReplicaSets,
-Deployments, DaemonSets, Jobs and CronJobs, and the Events they record. Each reads and writes through the in-process
+Deployments, DaemonSets, Jobs and CronJobs, the Endpoints and EndpointSlices of Services, and
+the Events they record. Each reads and writes through the in-process
 :class:`~cores.controlplane.api.Api` (so admission, validation and defaults apply as to any
 client) and is supervised: a crash is logged and the controller starts again.
 """
@@ -18,6 +19,7 @@ from cores.controlplane.api import Api
 from cores.controlplane.controllers import base
 from cores.controlplane.controllers.daemonset import DaemonSetController
 from cores.controlplane.controllers.deployment import DeploymentController
+from cores.controlplane.controllers.endpoints import EndpointsController
 from cores.controlplane.controllers.events import EventRecorder
 from cores.controlplane.controllers.job import CronJobController, JobController
 from cores.controlplane.controllers.namespace import NamespaceController
@@ -41,5 +43,6 @@ def start(api: Api, config: Config) -> list[asyncio.Task[None]]:
         "daemonset": DaemonSetController(api, recorder, resync).run,
         "job": JobController(api, recorder, resync).run,
         "cronjob": CronJobController(api, recorder, resync).run,
+        "endpoints": EndpointsController(api, resync).run,
     }
     return [asyncio.create_task(base.supervise(name, run), name=f"controller-{name}") for name, run in controllers.items()]

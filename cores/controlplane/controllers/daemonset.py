@@ -125,7 +125,7 @@ class DaemonSetController:
             owner = base.controller_of(json.loads(event.value))
             if owner and owner.get("kind") == "DaemonSet":
                 return (f"{namespace}/{owner.get('name')}",)
-        if plural == "nodes" and not group:
+        if plural == "nodes" and group == "core":
             return tuple(self._known)  # a node came, went or changed its labels or taints
         return ()
 
