@@ -58,6 +58,7 @@ ROOTS: dict[str, tuple[str, str, str]] = {
     "V1Deployment": ("apps", "v1", "Deployment"), "V1DeploymentList": ("apps", "v1", "DeploymentList"),
     "V1ReplicaSet": ("apps", "v1", "ReplicaSet"), "V1ReplicaSetList": ("apps", "v1", "ReplicaSetList"),
     "V1DaemonSet": ("apps", "v1", "DaemonSet"), "V1DaemonSetList": ("apps", "v1", "DaemonSetList"),
+    "V1StatefulSet": ("apps", "v1", "StatefulSet"), "V1StatefulSetList": ("apps", "v1", "StatefulSetList"),
     "V1Job": ("batch", "v1", "Job"), "V1JobList": ("batch", "v1", "JobList"),
     "V1EndpointSlice": ("discovery.k8s.io", "v1", "EndpointSlice"),
     "V1EndpointSliceList": ("discovery.k8s.io", "v1", "EndpointSliceList"),
@@ -69,7 +70,8 @@ ROOTS: dict[str, tuple[str, str, str]] = {
 }
 META_TYPES = {"ObjectMeta", "ListMeta", "LabelSelector", "LabelSelectorRequirement", "ManagedFieldsEntry",
               "OwnerReference", "Status", "StatusDetails", "StatusCause", "DeleteOptions", "Preconditions", "Condition"}
-APPS_PREFIXES = ("Deployment", "ReplicaSet", "RollingUpdateDeployment", "DaemonSet", "RollingUpdateDaemonSet")
+APPS_PREFIXES = ("Deployment", "ReplicaSet", "RollingUpdateDeployment", "DaemonSet", "RollingUpdateDaemonSet",
+                 "StatefulSet", "RollingUpdateStatefulSetStrategy")
 COORDINATION_TYPES = {"Lease", "LeaseSpec", "LeaseList"}
 APIEXTENSIONS_PREFIXES = ("CustomResource", "JSONSchemaProps", "ExternalDocumentation", "ValidationRule",
                           "SelectableField", "WebhookConversion")

@@ -372,6 +372,28 @@ def apply_daemon_set_defaults(daemon_set: dict[str, Any], on_create: bool = True
             status[key] = 0
 
 
+def apply_stateful_set_defaults(stateful_set: dict[str, Any], on_create: bool = True) -> None:
+    """apps/v1 SetDefaults_StatefulSet: one replica, OrderedReady, RollingUpdate from partition 0,
+    10 revisions kept, claims retained; status.replicas has no omitempty."""
+    spec = _child(stateful_set, "spec")
+    if spec.get("replicas") is None:
+        spec["replicas"] = 1
+    _set_default(spec, "podManagementPolicy", "OrderedReady")
+    strategy = _child(spec, "updateStrategy")
+    _set_default(strategy, "type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        _set_default(_child(strategy, "rollingUpdate"), "partition", 0)
+    if spec.get("revisionHistoryLimit") is None:
+        spec["revisionHistoryLimit"] = 10
+    retention = _child(spec, "persistentVolumeClaimRetentionPolicy")
+    _set_default(retention, "whenDeleted", "Retain")
+    _set_default(retention, "whenScaled", "Retain")
+    _apply_template_defaults(stateful_set)
+    status = _child(stateful_set, "status")
+    if status.get("replicas") is None:
+        status["replicas"] = 0
+
+
 JOB_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 
@@ -506,6 +528,7 @@ _DEFAULTERS = {
     "Deployment": apply_deployment_defaults,
     "ReplicaSet": apply_replica_set_defaults,
     "DaemonSet": apply_daemon_set_defaults,
+    "StatefulSet": apply_stateful_set_defaults,
     "Job": apply_job_defaults,
     "CronJob": apply_cron_job_defaults,
     "Namespace": apply_namespace_defaults,

@@ -20,7 +20,7 @@ from cores.controlplane.registry import ResourceType
 # kube-apiserver's generateName suffix: 5 characters from this alphabet (no vowels, no look-alikes).
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 # Kinds whose metadata.generation the server maintains (custom resources always have it).
-GENERATION_KINDS = frozenset({"Pod", "Deployment", "ReplicaSet", "DaemonSet", "Job", "CronJob", "CustomResourceDefinition"})
+GENERATION_KINDS = frozenset({"Pod", "Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "Job", "CronJob", "CustomResourceDefinition"})
 _SERVER_OWNED_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
 
 

@@ -468,6 +468,7 @@ PATCH_STRATEGIES: dict[str, dict[str, tuple[str, str | None]]] = {
     "io.k8s.api.apps.v1.ReplicaSetStatus": _CONDITIONS,
     "io.k8s.api.apps.v1.DaemonSetSpec": {"updateStrategy": ("retainKeys", None)},
     "io.k8s.api.apps.v1.DaemonSetStatus": _CONDITIONS,
+    "io.k8s.api.apps.v1.StatefulSetStatus": _CONDITIONS,
     "io.k8s.api.batch.v1.JobStatus": _CONDITIONS,
 }
 

@@ -244,6 +244,7 @@ _LIST_STRATEGIES: dict[str, dict[Path, MergeKey]] = {
     "Deployment": _workload(),
     "ReplicaSet": _workload(),
     "DaemonSet": _workload(),
+    "StatefulSet": _workload(),
     "Job": _workload(),
     "CronJob": _kind(),
 }

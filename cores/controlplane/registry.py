@@ -88,6 +88,8 @@ BUILTINS: tuple[ResourceType, ...] = (
                  subresources=frozenset({"status", "scale"}), categories=("all",)),
     ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, short_names=("ds",),
                  subresources=frozenset({"status"}), categories=("all",)),
+    ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, short_names=("sts",),
+                 subresources=frozenset({"status", "scale"}), categories=("all",)),
     ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
     ResourceType("batch", "v1", "jobs", "Job", True, subresources=frozenset({"status"}), categories=("all",)),
     ResourceType("batch", "v1", "cronjobs", "CronJob", True, short_names=("cj",), subresources=frozenset({"status"}),

@@ -588,6 +588,22 @@ def daemon_set_cells(daemon_set: Obj, now: datetime.datetime) -> list[Any]:
     ]
 
 
+STATEFUL_SET_COLUMNS = [
+    NAME,
+    column("Ready", "Number of the pod with ready state"),
+    AGE,
+    column("Containers", CONTAINERS_DESCRIPTION, priority=1),
+    column("Images", IMAGES_DESCRIPTION, priority=1),
+]
+
+
+def stateful_set_cells(stateful_set: Obj, now: datetime.datetime) -> list[Any]:
+    spec, status = _spec(stateful_set), _status(stateful_set)
+    replicas = spec.get("replicas", 1) if spec.get("replicas") is not None else 1
+    return [_meta(stateful_set).get("name", ""), f"{int(status.get('readyReplicas') or 0)}/{replicas}",
+            _age(stateful_set, now), *_containers_cells(_template_spec(stateful_set))]
+
+
 JOB_COLUMNS = [
     NAME,
     column("Status", "Status of the job."),
@@ -752,6 +768,7 @@ PRINTERS: dict[tuple[str, str], tuple[list[dict[str, Any]], CellsFunction]] = {
     ("apps", "Deployment"): (DEPLOYMENT_COLUMNS, deployment_cells),
     ("apps", "ReplicaSet"): (REPLICA_SET_COLUMNS, replica_set_cells),
     ("apps", "DaemonSet"): (DAEMON_SET_COLUMNS, daemon_set_cells),
+    ("apps", "StatefulSet"): (STATEFUL_SET_COLUMNS, stateful_set_cells),
     ("batch", "Job"): (JOB_COLUMNS, job_cells),
     ("batch", "CronJob"): (CRON_JOB_COLUMNS, cron_job_cells),
     # rest.NewDefaultTableConvertor: what kube-apiserver uses for kinds without a printer (CRDs among them)

@@ -883,6 +883,20 @@ def _validate_daemon_set(obj: Mapping[str, Any]) -> list[Cause]:
     return causes
 
 
+def _validate_stateful_set(obj: Mapping[str, Any]) -> list[Cause]:
+    """ValidateStatefulSetSpec: the selector and template as a ReplicaSet's, known policies."""
+    spec = _mapping(obj.get("spec"))
+    causes = (_nonnegative_causes(spec, ("replicas", "minReadySeconds", "revisionHistoryLimit"))
+              + _selector_causes(spec) + _template_causes(spec))
+    policy = spec.get("podManagementPolicy")
+    if policy is not None and policy not in ("OrderedReady", "Parallel"):
+        causes.append(not_supported("spec.podManagementPolicy", policy, ("OrderedReady", "Parallel")))
+    strategy = _mapping(spec.get("updateStrategy")).get("type")
+    if strategy is not None and strategy not in ("RollingUpdate", "OnDelete"):
+        causes.append(not_supported("spec.updateStrategy.type", strategy, ("OnDelete", "RollingUpdate")))
+    return causes
+
+
 def _job_template_causes(spec: dict[str, Any], path: str) -> list[Cause]:
     template = _mapping(spec.get("template"))
     template_spec = _mapping(template.get("spec"))
@@ -970,6 +984,7 @@ _VALIDATORS: dict[str, Validator] = {
     "Deployment": _validate_deployment,
     "ReplicaSet": _validate_replica_set,
     "DaemonSet": _validate_daemon_set,
+    "StatefulSet": _validate_stateful_set,
     "Job": _validate_job,
     "CronJob": _validate_cron_job,
 }
@@ -980,6 +995,7 @@ _UPDATE_VALIDATORS: dict[str, UpdateValidator] = {
     "Deployment": _validate_selector_update,
     "ReplicaSet": _validate_selector_update,
     "DaemonSet": _validate_selector_update,
+    "StatefulSet": _validate_selector_update,
 }
 
 

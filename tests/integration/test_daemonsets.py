@@ -124,3 +124,42 @@ def test_a_daemonset_puts_one_pod_on_every_edge_and_rolls_over_them(plane: Contr
     finally:
         for edge in edges:
             edge.stop()
+
+
+def test_a_statefulset_comes_up_in_order_and_gets_its_pod_back(plane: ControlPlane, cloud: Cloud, tmp_path: Path) -> None:
+    node = f"sts-{uuid.uuid4().hex[:5]}"
+    edge = start_edge(tmp_path / "edge", cloud, node, cloud.token(plane.kubeconfig), hollow=True)
+    name = f"{node}-db"
+    try:
+        kubectl(plane, "apply", "-f", "-", stdin=json.dumps({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"replicas": 2, "serviceName": name, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"nodeSelector": {"kubernetes.io/hostname": node}, "terminationGracePeriodSeconds": 1,
+                                           "containers": [{"name": "db", "image": "localhost/busybox:local"}]}}}}))
+        kubectl(plane, "rollout", "status", f"statefulset/{name}", "--timeout=60s")
+        pods = {p["metadata"]["name"]: p for p in json.loads(kubectl(plane, "get", "pods", "-l", f"app={name}", "-o", "json"))["items"]}
+        assert sorted(pods) == [f"{name}-0", f"{name}-1"]
+        first_ready = next(c["lastTransitionTime"] for c in pods[f"{name}-0"]["status"]["conditions"] if c["type"] == "Ready")
+        assert pods[f"{name}-1"]["metadata"]["creationTimestamp"] >= first_ready  # 1 only once 0 was Ready
+        assert pods[f"{name}-0"]["spec"]["hostname"] == f"{name}-0" and pods[f"{name}-0"]["spec"]["subdomain"] == name
+        assert kubectl(plane, "get", "sts", name).splitlines()[1].split()[:2] == [name, "2/2"]
+
+        old_uid = pods[f"{name}-0"]["metadata"]["uid"]
+        kubectl(plane, "delete", "pod", f"{name}-0")
+
+        def recreated() -> bool:
+            found = json.loads(kubectl(plane, "get", "pod", f"{name}-0", "-o", "json", "--ignore-not-found") or "{}")
+            return bool(found) and found["metadata"]["uid"] != old_uid and found["status"].get("phase") == "Running"
+
+        wait(recreated, 30, "the deleted pod was not made again under its name")
+        kubectl(plane, "scale", f"statefulset/{name}", "--replicas=1")
+        wait(lambda: set(daemon_pods_of(plane, name)) == {f"{name}-0"}, 30, "the scale-down did not remove the highest ordinal")
+        kubectl(plane, "delete", "statefulset", name)
+    finally:
+        edge.stop()
+
+
+def daemon_pods_of(plane: ControlPlane, app: str) -> list[str]:
+    listed = json.loads(kubectl(plane, "get", "pods", "-l", f"app={app}", "-o", "json"))["items"]
+    return [pod["metadata"]["name"] for pod in listed if not pod["metadata"].get("deletionTimestamp")]

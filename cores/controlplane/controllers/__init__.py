@@ -3,7 +3,7 @@
 What kube-controller-manager and kube-scheduler do for the resources this control plane serves,
 one small module each: namespaces (default ServiceAccount, ``kube-root-ca.crt``, deletion),
 the scheduler, node lifecycle (Unknown on a silent node, never evicting), ReplicaSets,
-Deployments, DaemonSets, Jobs and CronJobs, the Endpoints and EndpointSlices of Services, and
+Deployments, DaemonSets, StatefulSets, Jobs and CronJobs, the Endpoints and EndpointSlices of Services, and
 the Events they record. Each reads and writes through the in-process
 :class:`~cores.controlplane.api.Api` (so admission, validation and defaults apply as to any
 client) and is supervised: a crash is logged and the controller starts again.
@@ -26,6 +26,7 @@ from cores.controlplane.controllers.namespace import NamespaceController
 from cores.controlplane.controllers.nodelifecycle import NodeLifecycleController
 from cores.controlplane.controllers.replicaset import ReplicaSetController
 from cores.controlplane.controllers.scheduler import Scheduler
+from cores.controlplane.controllers.statefulset import StatefulSetController
 
 
 def start(api: Api, config: Config) -> list[asyncio.Task[None]]:
@@ -41,6 +42,7 @@ def start(api: Api, config: Config) -> list[asyncio.Task[None]]:
         "replicaset": ReplicaSetController(api, recorder, resync).run,
         "deployment": DeploymentController(api, recorder, resync).run,
         "daemonset": DaemonSetController(api, recorder, resync).run,
+        "statefulset": StatefulSetController(api, recorder, resync).run,
         "job": JobController(api, recorder, resync).run,
         "cronjob": CronJobController(api, recorder, resync).run,
         "endpoints": EndpointsController(api, resync).run,
