@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cores.controlplane import errors, openapi, openapi_v2proto, tables, typecheck
+from cores.controlplane import crdvalues, errors, openapi, openapi_v2proto, tables, typecheck, validation
 from cores.controlplane.registry import Registry, ResourceType
 
 log = logging.getLogger("kubeedge.controlplane")
@@ -169,14 +169,30 @@ def check_fields(resource: ResourceType, body: Any, query: Mapping[str, str], cr
     except ValueError as error:
         raise errors.bad_request(str(error)) from None
     fields = unknown_fields(resource, body, crds)
-    if not fields:
-        return []
-    if mode == "Strict":
+    if fields and mode == "Strict":
         status = openapi.strict_error_status(resource.kind, resource.version, fields)
         raise errors.ApiError(400, "BadRequest", status["message"])
     for field in fields:
         drop_path(body, field)
-    return openapi.warning_headers(fields) if mode == "Warn" else []
+    _check_custom_values(resource, body, crds)
+    return openapi.warning_headers(fields) if fields and mode == "Warn" else []
+
+
+def _check_custom_values(resource: ResourceType, body: dict[str, Any], crds: list[dict[str, Any]]) -> None:
+    """A custom resource's values against its CRD version's schema (types, enums, required): 422 as
+    apiextensions-apiserver answers (:mod:`.crdvalues`)."""
+    if not is_custom(resource):
+        return
+    for crd in crds:
+        spec = crd.get("spec") or {}
+        if spec.get("group") == resource.group and (spec.get("names") or {}).get("plural") == resource.plural:
+            causes = crdvalues.value_causes(openapi.crd_version_schema(crd, resource.version), body)
+            if causes:
+                name = str((body.get("metadata") or {}).get("name") or "")
+                message = validation.format_invalid_message(resource.kind, name, causes, group=resource.group)
+                raise errors.invalid(resource.group, resource.kind, name, message,
+                                     [{"reason": c.reason, "message": c.message, "field": c.field} for c in causes])
+            return
 
 
 def drop_path(document: dict[str, Any], path: str) -> None:
