@@ -45,6 +45,12 @@ def _edgecontroller(config: Config) -> Module:
     return EdgeController(config, kube_for(config))
 
 
+def _devicecontroller(config: Config) -> Module:
+    from cores.cloud.devicecontroller import DeviceController
+
+    return DeviceController(config, kube_for(config))
+
+
 def _synccontroller(config: Config) -> Module:
     from cores.cloud.synccontroller import SyncController
 
@@ -54,6 +60,7 @@ def _synccontroller(config: Config) -> Module:
 MODULES: Mapping[str, ModuleFactory] = {
     "cloudHub": _cloudhub,
     "edgeController": _edgecontroller,
+    "deviceController": _devicecontroller,
     "syncController": _synccontroller,
 }
 
