@@ -132,22 +132,27 @@ class DeviceController:
                 raise RuntimeError(f"the first list of {name} did not come within {SYNC_WAIT_SECONDS:.0f}s") from None
 
     async def _wait_for_api(self) -> None:
-        said = False
+        # CloudHub may be creating the CRDs right now: look again soon, then every API_RETRY_SECONDS
+        pause, waiting, warned = 1.0, False, False
         while True:
             try:
                 await self.kube.request("GET", API)
-                if said:
+                if waiting:
                     log.info("%s is served now: DeviceController starts", GROUP_VERSION)
                 return
             except KubeError as error:
                 reason = f"{error.code} {error.reason or error}"
             except OSError as error:
                 reason = str(error)
-            if not said:
-                log.warning("%s is not served (%s; are the devices CRDs installed?): DeviceController waits, "
+            if not waiting:
+                log.info("%s is not served yet (%s): DeviceController waits for the devices CRDs", GROUP_VERSION, reason)
+                waiting = True
+            elif pause >= API_RETRY_SECONDS and not warned:
+                log.warning("%s is still not served (%s; are the devices CRDs installed?): DeviceController waits, "
                             "looking again every %.0fs", GROUP_VERSION, reason, API_RETRY_SECONDS)
-                said = True
-            await asyncio.sleep(API_RETRY_SECONDS)
+                warned = True
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, API_RETRY_SECONDS)
 
     async def _on_status(self, event: str, obj: Obj, old: Obj | None) -> None:
         return None  # the caches are what we need (DeviceStatuses, ObjectSyncs)
