@@ -152,6 +152,13 @@ def report(node_device: str, kind: str, content: Any) -> Message:
     return Message.new(source="twin", group="resource", operation="update", resource=resource, content=content)
 
 
+def membership_detail_get(node: str, event_id: str = "ev-detail") -> Message:
+    """What upstream's twin sends on every connection (capture: a JSON string)."""
+    return Message.new(source="twin", group="resource", operation="get", resource="membership/detail",
+                       content=json.dumps({"event_type": "group_membership_event", "event_id": event_id,
+                                           "group_id": node, "operation": "detail", "timestamp": 1}))
+
+
 def object_sync(plane: ControlPlane, node: str, uid: str) -> dict[str, Any] | None:
     out = kubectl(plane, "get", "objectsyncs.reliablesyncs.kubeedge.io", f"{node}.{uid}", "-n", "default", "-o", "json", check=False)
     return json.loads(out) if out else None
@@ -296,10 +303,7 @@ def test_unacked_pushes_are_resent_after_reconnect_and_membership_detail_is_answ
                 assert edge.pushes("default/devicemodel/relay-model", "insert")[0]["header"]["msg_id"] == first[0]["header"]["msg_id"]
                 await edge.wait(lambda: edge.pushes("default/device/relay", "insert"), what="device after reconnect")
                 # what upstream's twin sends on every connection: answered with the node's devices
-                get = Message.new(source="twin", group="resource", operation="get", resource="membership/detail",
-                                  content=json.dumps({"event_type": "group_membership_event", "event_id": "ev-9",
-                                                      "group_id": "dev-r", "operation": "detail", "timestamp": 1}))
-                detail = await edge.ask(get)
+                detail = await edge.ask(membership_detail_get("dev-r", "ev-9"))
                 assert detail["route"] == {"source": "devicecontroller", "group": "twin", "operation": "response",
                                            "resource": "membership/detail"}
                 assert detail["content"]["event_id"] == "ev-9"
@@ -333,3 +337,71 @@ def test_a_device_without_its_model_is_accepted_and_reported(cloud: Cloud, contr
         assert invalid.returncode and "must be of type string" in invalid.stderr
     finally:
         kubectl(controlplane, "delete", "device", "orphan", "--ignore-not-found")
+
+
+def test_changes_made_while_cloudcore_was_down_reach_the_node_after_its_restart(
+        controlplane: ControlPlane, tmp_path: Path) -> None:
+    """ObjectSync carries what the node acked across a CloudCore restart: a desired value patched and a
+    device deleted while CloudCore was stopped reach the node when it comes back; nothing acked is resent."""
+    from cores.common.supervision import start as start_service
+
+    own = start_cloud(tmp_path / "cloud", controlplane)
+    try:
+        tls = node_credentials(own, own.token(controlplane.kubeconfig), tmp_path / "n", "dev-s")
+
+        async def before() -> tuple[str, str]:
+            async with session(own, "dev-s", tls) as connection:
+                await ask(connection, register("dev-s"))
+                edge = Edge(connection)
+                try:
+                    text = manifests("kept", "dev-s", "restart-model") + "---\n" + yaml.safe_dump_all(
+                        list(yaml.safe_load_all(manifests("dropped", "dev-s", "restart-model")))[1:])
+                    await asyncio.to_thread(kubectl, controlplane, "apply", "-f", "-", stdin=text)
+                    for name in ("kept", "dropped"):
+                        await edge.wait(lambda name=name: edge.pushes(f"default/device/{name}", "insert"), what=name)
+                    kept = edge.pushes("default/device/kept", "insert")[0]["content"]["metadata"]
+                    await asyncio.to_thread(_wait_sync, lambda: (object_sync(controlplane, "dev-s", kept["uid"]) or {})
+                                            .get("status", {}).get("objectResourceVersion") == kept["resourceVersion"])
+                    dropped = edge.pushes("default/device/dropped", "insert")[0]["content"]["metadata"]["uid"]
+                    await asyncio.to_thread(_wait_sync, lambda: (object_sync(controlplane, "dev-s", dropped) or {})
+                                            .get("status", {}).get("objectResourceVersion"))
+                    return kept["uid"], dropped
+                finally:
+                    edge.close()
+
+        kept_uid, dropped_uid = asyncio.run(before())
+        own.stop()
+        kubectl(controlplane, "patch", "device", "kept", "--type=json", "-p",
+                '[{"op":"replace","path":"/spec/properties/0/desired/value","value":"40"}]')
+        kubectl(controlplane, "delete", "device", "dropped")
+        own.spec.log_file.write_text("")
+        start_service(own.spec, ready=lambda: "websocket server listening" in own.log())
+
+        async def after() -> None:
+            async with session(own, "dev-s", tls) as connection:
+                edge = Edge(connection)
+                try:
+                    # the watch's first list after the restart queues it again as an insert, as upstream's does;
+                    # CloudHub lets it through because ObjectSync holds an older acked version
+                    update = await edge.wait(lambda: edge.pushes("default/device/kept"), 20, "the missed update")
+                    assert update[0]["content"]["spec"]["properties"][0]["desired"] == {"value": "40"}
+                    deleted = await edge.wait(lambda: edge.pushes("default/device/dropped", "delete"), 20, "the missed delete")
+                    assert deleted[0]["content"]["metadata"]["uid"] == dropped_uid
+                    # membership updates are not acked (a node away misses them): the twin's membership/detail
+                    # get on connecting gets the node's devices, and upstream's edge reconciles with them
+                    detail = await edge.ask(membership_detail_get("dev-s"))
+                    assert detail["content"]["devices"] == [{"id": "default/kept", "name": "kept"}]
+                    await asyncio.to_thread(_wait_sync, lambda: object_sync(controlplane, "dev-s", dropped_uid) is None)
+                    await asyncio.sleep(scaled(2))
+                    # what was acked before the restart is not sent again: the model, the old version of the device
+                    assert not edge.pushes("default/devicemodel/restart-model")
+                    assert all(p["content"]["spec"]["properties"][0]["desired"] == {"value": "40"}
+                               for p in edge.pushes("default/device/kept"))
+                finally:
+                    edge.close()
+
+        asyncio.run(after())
+    finally:
+        own.stop()
+        kubectl(controlplane, "delete", "device", "kept", "dropped", "--ignore-not-found")
+        kubectl(controlplane, "delete", "devicemodel", "restart-model", "--ignore-not-found")
