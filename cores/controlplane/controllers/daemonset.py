@@ -35,7 +35,7 @@ from cores.controlplane import errors
 from cores.controlplane.api import Api
 from cores.controlplane.controllers import base
 from cores.controlplane.controllers.events import EventRecorder
-from cores.controlplane.controllers.replicaset import available_in, is_active, owner_reference
+from cores.controlplane.controllers.replicaset import available_in, delete_pods, is_active, owner_reference
 from cores.controlplane.controllers.scheduler import matches_affinity, tolerates
 from cores.controlplane.objects import meta
 from cores.controlplane.store import Event
@@ -214,13 +214,7 @@ class DaemonSetController:
         return pod
 
     async def _delete_pods(self, daemon_set: dict[str, Any], pods: list[dict[str, Any]]) -> None:
-        for pod in pods:
-            try:
-                await self.api.delete(self.pods, meta(pod)["namespace"], meta(pod)["name"], {})
-            except errors.ApiError as error:
-                if error.code != 404:
-                    raise
-            await self.recorder.record(daemon_set, "Normal", "SuccessfulDelete", f"Deleted pod: {meta(pod)['name']}", COMPONENT)
+        await delete_pods(self.api, self.pods, self.recorder, daemon_set, pods, COMPONENT)
 
     async def _update_status(self, daemon_set: dict[str, Any], wanted: set[str], owned: list[dict[str, Any]],
                              by_node: dict[str, list[dict[str, Any]]]) -> float | None:

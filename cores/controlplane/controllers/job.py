@@ -32,7 +32,7 @@ from cores.controlplane import cron, errors
 from cores.controlplane.api import Api
 from cores.controlplane.controllers import base
 from cores.controlplane.controllers.events import EventRecorder
-from cores.controlplane.controllers.replicaset import owner_reference
+from cores.controlplane.controllers.replicaset import delete_pods, owner_reference
 from cores.controlplane.objects import meta
 from cores.controlplane.store import Event
 
@@ -164,13 +164,7 @@ class JobController:
         return pod
 
     async def _delete(self, job: dict[str, Any], pods: list[dict[str, Any]]) -> None:
-        for pod in pods:
-            try:
-                await self.api.delete(self.pods, meta(pod)["namespace"], meta(pod)["name"], {})
-            except errors.ApiError as error:
-                if error.code != 404:
-                    raise
-            await self.recorder.record(job, "Normal", "SuccessfulDelete", f"Deleted pod: {meta(pod)['name']}", JOB_COMPONENT)
+        await delete_pods(self.api, self.pods, self.recorder, job, pods, JOB_COMPONENT)
 
     async def _update_status(self, job: dict[str, Any], active: list[dict[str, Any]], ready: int, succeeded: int, failed: int,
                              started: datetime.datetime, conditions: list[dict[str, Any]], now: datetime.datetime) -> None:

@@ -64,6 +64,18 @@ def deletion_order(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                                ready_since(p) is not None))
 
 
+async def delete_pods(api: Api, pods_kind: Any, recorder: EventRecorder, owner: dict[str, Any],
+                      pods: list[dict[str, Any]], component: str) -> None:
+    """Delete ``pods`` (one already gone is fine) and record each on their owner, as its controller does."""
+    for pod in pods:
+        try:
+            await api.delete(pods_kind, meta(pod)["namespace"], meta(pod)["name"], {})
+        except errors.ApiError as error:
+            if error.code != 404:
+                raise
+        await recorder.record(owner, "Normal", "SuccessfulDelete", f"Deleted pod: {meta(pod)['name']}", component)
+
+
 def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": owner.get("apiVersion", ""), "kind": owner.get("kind", ""), "name": meta(owner)["name"],
             "uid": meta(owner)["uid"], "controller": True, "blockOwnerDeletion": True}
@@ -131,13 +143,7 @@ class ReplicaSetController:
         return created
 
     async def _delete_pods(self, replica_set: dict[str, Any], pods: list[dict[str, Any]]) -> None:
-        for pod in pods:
-            try:
-                await self.api.delete(self.pods, meta(pod)["namespace"], meta(pod)["name"], {})
-            except errors.ApiError as error:
-                if error.code != 404:
-                    raise
-            await self.recorder.record(replica_set, "Normal", "SuccessfulDelete", f"Deleted pod: {meta(pod)['name']}", COMPONENT)
+        await delete_pods(self.api, self.pods, self.recorder, replica_set, pods, COMPONENT)
 
     async def _update_status(self, replica_set: dict[str, Any], active: list[dict[str, Any]]) -> float | None:
         spec = replica_set.get("spec") or {}
