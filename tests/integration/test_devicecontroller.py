@@ -1,7 +1,7 @@
 """DeviceController through the real path: our control plane, a real CloudCore process, and raw node
 sessions over real sockets that behave as upstream's edge does (acks in the captured shapes).
 
-kubectl applies the captured DeviceModel and Device (tests/testdata/upstream-v1.23/device.jsonl); the
+kubectl applies the captured DeviceModel and Device (captures.UPSTREAM / "device.jsonl"); the
 session sees the membership update, the model and device inserts, acks them as upstream's edge
 does (``source meta, group twin``) and the acks are recorded in ObjectSync; a desired-value patch is
 an update; reports come back up into DeviceStatus; another node's reports are refused.

@@ -89,7 +89,9 @@ def test_pods_reach_their_edges_and_deletes_leave_no_objectsync(controlplane: Co
         def no_stale_syncs() -> bool:
             syncs = custom.list_namespaced_custom_object("reliablesyncs.kubeedge.io", "v1alpha1", "default", "objectsyncs")["items"]
             pods = {p.metadata.uid for p in core.list_namespaced_pod("default", label_selector="test=reliable").items}
-            return all(s["metadata"]["name"].rsplit(".", 1)[1] in pods for s in syncs)
+            # Other tests share the namespace (their pods and devices have ObjectSyncs too): this test's pods only.
+            pod_syncs = [s for s in syncs if s.get("spec", {}).get("objectName") in names]
+            return all(s["metadata"]["name"].rsplit(".", 1)[1] in pods for s in pod_syncs)
 
         wait_until(no_stale_syncs, 30, "ObjectSyncs left for deleted pods")
     finally:
