@@ -32,10 +32,24 @@ def _edged(config: Config) -> Module:
     return Edged(config)
 
 
+def _eventbus(config: Config) -> Module:
+    from cores.edge.eventbus import EventBus
+
+    return EventBus(config)
+
+
+def _devicetwin(config: Config) -> Module:
+    from cores.edge.devicetwin import DeviceTwin
+
+    return DeviceTwin(config)
+
+
 MODULES: Mapping[str, ModuleFactory] = {
     "edgeHub": _edgehub,
     "metaManager": _metamanager,
     "edged": _edged,
+    "eventBus": _eventbus,
+    "deviceTwin": _devicetwin,
 }
 
 

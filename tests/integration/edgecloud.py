@@ -65,13 +65,18 @@ def start_cloud(base: Path, plane: ControlPlane, **settings: object) -> Cloud:
 
 def start_edge(base: Path, cloud: Cloud, node_name: str, token: str, *, runtime_endpoint: str = "unix:///nonexistent.sock",
                wait_connected: bool = True, websocket_port: int | None = None, heartbeat: int = 2,
-               edged: bool = True, hollow: bool = False) -> Core:
+               edged: bool = True, hollow: bool = False, modules: dict[str, dict[str, object]] | None = None) -> Core:
+    """An EdgeCore joined to ``cloud``. ``modules`` overrides module settings; by default EventBus
+    (on, as upstream) points at a port nobody listens on, so edges never share a broker by chance."""
     layout = layouts.Layout(base / "etc", base / "var", base / "log")
     document = layouts.edgecore_document(layout, node_name=node_name, cloud_host="127.0.0.1", token=token,
                                          websocket_port=websocket_port or cloud.websocket_port, https_port=cloud.https_port,
                                          node_ip="127.0.0.1", runtime_endpoint=runtime_endpoint)
     document["modules"]["edgeHub"]["heartbeat"] = heartbeat  # tests run the cloud with a short keepalive timeout
     document["modules"]["edged"]["enable"] = edged
+    document["modules"]["eventBus"]["mqttServerExternal"] = f"tcp://127.0.0.1:{free_port()}"
+    for module, settings in (modules or {}).items():
+        document["modules"][module].update(settings)
     config = layouts.write(layout.edgecore_config, document)
     spec = _spec("edgecore", layout, config)
     if hollow:
@@ -82,3 +87,4 @@ def start_edge(base: Path, cloud: Cloud, node_name: str, token: str, *, runtime_
 
     start(spec, ready=connected if wait_connected else None)
     return Core(spec, layout, config)
+

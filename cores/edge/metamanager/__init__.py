@@ -37,6 +37,7 @@ from cores.link.status import StatusError, not_connected
 log = logging.getLogger("kubeedge.metamanager")
 
 EDGED_TYPES = ("pod", "configmap", "secret")  # pushes Edged acts on, forwarded after the commit
+TWIN_TYPES = ("device", "devicemodel")  # pushes DeviceTwin acts on (upstream: to the twin's DMI worker)
 PENDING_PRUNE_AT = 256  # requests in flight before those nobody waits for any more are dropped
 
 T = TypeVar("T")
@@ -152,6 +153,9 @@ class MetaManager:
         await self.ctx.send(self.hub_module, contracts.ack(message))
         if resource.type in EDGED_TYPES:
             await self._to_edged(message.route.operation, message.route.resource, message.content)
+        elif resource.type in TWIN_TYPES and "twin" in self.ctx.modules():
+            await self.ctx.send("twin", Message.new(source="metamanager", group="meta", operation=message.route.operation,
+                                                    resource=message.route.resource, content=message.content))
 
     async def _to_edged(self, operation: str, resource: str, content: Any) -> None:
         if "edged" in self.ctx.modules():
