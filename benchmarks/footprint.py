@@ -4,7 +4,10 @@ It starts what it needs itself (control plane, CloudCore, a private containerd t
 runtime helper) in a temporary directory on free ports, measures, and stops it all. Keys:
 ``edgecore_rss_idle_bytes`` (a joined EdgeCore with Edged on containerd, no pods, after it
 settled), ``edgecore_rss_10pods_bytes`` (with 10 running pods), ``edgecore_cpu_percent_idle`` and
-``edgecore_cpu_percent_10pods`` (its CPU use over 30 s, percent of one core), ``edge_connect_seconds`` (from
+``edgecore_cpu_percent_10pods`` (its CPU use over 30 s, percent of one core), ``edgecore_rss_idle_nodevices_bytes``,
+``edgecore_rss_idle_mqtt2_bytes`` and ``edgecore_rss_idle_mqtt0_bytes`` (the same idle EdgeCore with
+EventBus and DeviceTwin off, on mosquitto with mqttMode 2, and on the embedded broker with mqttMode 0;
+the default ``edgecore_rss_idle_bytes`` runs mode 2 with no broker there), ``edge_connect_seconds`` (from
 ``keadm run edge`` to connected, venv), ``cloudcore_rss_idle_bytes``, ``controlplane_rss_idle_bytes``.
 The frozen-binary keys (``binary_bytes``, ``edgecore_frozen_pss_idle_bytes``,
 ``edge_connect_seconds_frozen``) are measured when ``dist/keadm`` exists, else null.
@@ -126,6 +129,7 @@ def measure(base: Path) -> dict[str, Any]:
                 result["edgecore_rss_idle_bytes"] = rss_bytes(pid)
                 result["edgecore_cpu_percent_idle"] = cpu_percent(pid, 30)
                 result["edgecore_rss_10pods_bytes"], result["edgecore_cpu_percent_10pods"] = with_pods(plane.kubeconfig, node, pid)
+        result.update(device_variants(base, runtime, token, ws, https, edges))
         cloud_pid = status(cloud).pid
         plane_pid = status(plane.spec).pid
         result["cloudcore_rss_idle_bytes"] = rss_bytes(cloud_pid) if cloud_pid else None
@@ -137,6 +141,40 @@ def measure(base: Path) -> dict[str, Any]:
         stop(cloud)
         launcher.stop(plane)
         runtime.stop()
+
+
+def device_variants(base: Path, runtime: Containerd, token: str, ws: int, https: int, edges: list[ServiceSpec]) -> dict[str, Any]:
+    """Idle RSS of the same joined EdgeCore (venv) with the device modules off, with EventBus on
+    mosquitto (mqttMode 2, the default: the paho client only) and on the embedded broker (mode 0)."""
+    from cores.runtime.mosquitto import Mosquitto
+
+    found: dict[str, Any] = {}
+    broker = Mosquitto(base / "mosquitto")
+    broker.start()
+    try:
+        variants: list[tuple[str, dict[str, Any]]] = [
+            ("nodevices", {"eventBus": {"enable": False}, "deviceTwin": {"enable": False}}),
+            ("mqtt2", {"eventBus": {"mqttMode": 2, "mqttServerExternal": broker.url}}),
+            ("mqtt0", {"eventBus": {"mqttMode": 0, "mqttServerInternal": f"tcp://127.0.0.1:{free_port()}"}}),
+        ]
+        for name, modules in variants:
+            node = f"footprint-{name}"
+            layout = layouts.Layout(base / node / "etc", base / node / "var", base / node / "log")
+            document = layouts.edgecore_document(layout, node_name=node, cloud_host="127.0.0.1", token=token, websocket_port=ws,
+                                                 https_port=https, node_ip="127.0.0.1", runtime_endpoint=runtime.endpoint)
+            for module, settings in modules.items():
+                document["modules"][module].update(settings)
+            spec = edge_spec(layout, launcher.keadm_argv(), layouts.write(layout.edgecore_config, document))
+            edges.append(spec)
+            start(spec, ready=lambda spec=spec: spec.log_file.exists() and "connected to" in spec.log_file.read_text())  # type: ignore[misc]
+            time.sleep(15)
+            pid = status(spec).pid
+            assert pid is not None
+            found[f"edgecore_rss_idle_{name}_bytes"] = rss_bytes(pid)
+            stop(spec)
+    finally:
+        broker.stop()
+    return found
 
 
 def cpu_percent(pid: int, seconds: float) -> float:

@@ -12,6 +12,8 @@ PYTHON="${PYTHON:-python3}"
 APT_PACKAGES=(systemd containerd runc containernetworking-plugins busybox-static)
 # etcd-server: the etcd under upstream's kube-apiserver in the real-cluster interop tests.
 APT_PACKAGES+=(etcd-server)
+# mosquitto: the external MQTT broker (EventBus mqttMode 2) of the device tests and the demo.
+APT_PACKAGES+=(mosquitto)
 # kubectl drives the control plane tests; the machine image ships v1.32, Debian's package is 1.20.
 command -v kubectl >/dev/null 2>&1 || APT_PACKAGES+=(kubernetes-client)
 

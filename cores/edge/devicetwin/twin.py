@@ -95,9 +95,9 @@ def classify(topic: str) -> Topic | None:
     """The action of a topic the twin answers, or None (results and deltas it publishes itself,
     lifecycle topics, anything else)."""
     if topic.startswith(DEVICE_PREFIX):
-        rest = topic[len(DEVICE_PREFIX):].split("/", 2)
-        if len(rest) == 3 and ("/" + rest[2]) in DEVICE_ACTIONS:
-            return Topic("/" + rest[2], f"{rest[0]}/{rest[1]}", True)
+        parts = topic[len(DEVICE_PREFIX):].split("/", 2)
+        if len(parts) == 3 and ("/" + parts[2]) in DEVICE_ACTIONS:
+            return Topic("/" + parts[2], f"{parts[0]}/{parts[1]}", True)
     elif topic.startswith(NODE_PREFIX):
         node, _, rest = topic[len(NODE_PREFIX):].partition("/")
         if node and ("/" + rest) in NODE_ACTIONS:
@@ -393,7 +393,7 @@ def apply_desired(twins: dict[str, Obj], desired: dict[str, tuple[str | None, st
             continue
         twin = new.get(key)
         last = _doc(twin) if twin is not None and _type_of(twin) != TYPE_DELETED else None
-        staged = copy.deepcopy(twin) if twin is not None else {"optional": False}
+        staged: Obj = copy.deepcopy(twin) if twin is not None else {"optional": False}
         staged["optional"] = False
         staged["metadata"] = {"type": type_ or "string"}
         if value is not None:
@@ -434,8 +434,8 @@ def desired_of(device: Obj, model: Obj | None) -> dict[str, tuple[str | None, st
     for prop in (device.get("spec") or {}).get("properties") or []:
         if not isinstance(prop, dict) or not isinstance(prop.get("name"), str):
             continue
-        wanted = prop.get("desired") if isinstance(prop.get("desired"), dict) else {}
-        value = wanted.get("value")
+        wanted = prop.get("desired")
+        value = wanted.get("value") if isinstance(wanted, dict) else None
         desired[prop["name"]] = (str(value) if isinstance(value, (str, int, float)) and value != "" else None,
                                  types.get(prop["name"], "string"))
     return desired
