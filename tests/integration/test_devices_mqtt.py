@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from cores.common.supervision import start as start_service
+from cores.common.supervision import status
 from cores.controlplane.launcher import ControlPlane
 from cores.runtime.mosquitto import Mosquitto, binary
 from tests.integration.conftest import free_port
@@ -148,8 +149,9 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[int
 
 
 def start_device_edge(base: Path, cloud: Cloud, plane: ControlPlane, node: str, eventbus: dict[str, object],
-                      websocket_port: int | None = None) -> Core:
-    return start_edge(base, cloud, node, cloud.token(plane.kubeconfig), edged=False, websocket_port=websocket_port,
+                      websocket_port: int | None = None, hollow: bool = False) -> Core:
+    """Edged off (no containerd needed), or the hollow Edged that registers the node and keeps it Ready."""
+    return start_edge(base, cloud, node, cloud.token(plane.kubeconfig), edged=hollow, hollow=hollow, websocket_port=websocket_port,
                       modules={"eventBus": eventbus})
 
 
@@ -253,3 +255,47 @@ def test_link_cut_and_edge_restart_lose_nothing(controlplane: ControlPlane, clou
         kubectl(controlplane, "delete", "devicemodel", model, "--ignore-not-found", check=False)
         edge.stop()
         proxy.stop()
+
+
+def node_ready(plane: ControlPlane, node: str) -> bool:
+    out = kubectl(plane, "get", "node", node, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
+    return out.strip() == "True"
+
+
+def test_broker_down_and_back_keeps_edgecore_up(controlplane: ControlPlane, cloud: Cloud, tmp_path: Path) -> None:
+    """mosquitto stopped under a running EdgeCore: it logs the broker by address, stays up and
+    Ready, and serves MQTT again once the broker is back on the same port."""
+    try:
+        binary()
+    except RuntimeError as error:
+        pytest.skip(str(error))
+    server = Mosquitto(tmp_path / "mosquitto").start()
+    node, name, model = f"mqtt-down-{uuid.uuid4().hex[:5]}", "thermo-down", "thermo-model-down"
+    edge = start_device_edge(tmp_path / "edge", cloud, controlplane, node, {"mqttMode": 2, "mqttServerExternal": server.url},
+                             hollow=True)
+    app = None
+    try:
+        kubectl(controlplane, "apply", "-f", "-", stdin=manifests(name, node, model))
+        wait_for(lambda: f"default/{name}" in device_rows(edge), 5, "device not in the edge's table")
+        app = App(server.url, f"default/{name}", node)
+        assert "code" not in app.report("20")
+        app.close()
+        app = None
+        server.stop()
+        wait_for(lambda: f"MQTT broker {server.url}" in edge.log(), 10, lambda: edge.log()[-2000:])
+        time.sleep(scaled(5))
+        assert status(edge.spec).running
+        wait_for(lambda: node_ready(controlplane, node), 10, "the node is not Ready with the broker away")
+        server.start()
+        wait_for(lambda: edge.log().count(f"connected to MQTT broker {server.url}") >= 2, 40, lambda: edge.log()[-2000:])
+        app = App(server.url, f"default/{name}", node)
+        assert app.get()["twin"]["temperature"]["actual"]["value"] == "20"
+        assert "code" not in app.report("26")
+        wait_for(lambda: reported(controlplane, name) == "26", 5, "report after the broker came back")
+    finally:
+        if app is not None:
+            app.close()
+        server.stop()
+        kubectl(controlplane, "delete", "device", name, "--ignore-not-found", check=False)
+        kubectl(controlplane, "delete", "devicemodel", model, "--ignore-not-found", check=False)
+        edge.stop()

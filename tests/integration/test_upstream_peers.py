@@ -54,8 +54,9 @@ def kubectl(plane: ControlPlane, *args: str) -> str:
                           text=True, timeout=scaled(30)).stdout
 
 
-def run_cloudcore(cloud: upstream.UpstreamCloud) -> None:
-    supervision.start(cloud.spec, ready=lambda: "Starting cloudhub websocket server" in cloud.log())
+def run_cloudcore(cloud: upstream.UpstreamCloud, log_from: int = 0) -> None:
+    """Start it and wait until this start (the log from ``log_from`` on) serves the websocket."""
+    supervision.start(cloud.spec, ready=lambda: "Starting cloudhub websocket server" in cloud.log()[log_from:])
 
 
 def errors_in(log: str) -> list[str]:
@@ -73,7 +74,7 @@ def test_upstream_cloudcore_starts_and_restarts_on_the_embedded_control_plane(pl
         supervision.stop(cloud.spec, grace=scaled(10))
     first = cloud.log()
 
-    run_cloudcore(cloud)  # second start: the Secrets exist, so it PUTs them in protobuf
+    run_cloudcore(cloud, len(first))  # second start: the Secrets exist, so it PUTs them in protobuf
     try:
         time.sleep(scaled(8))  # its informers list and watch everything meanwhile
         assert supervision.status(cloud.spec).running, cloud.log()[-3000:]
