@@ -177,10 +177,11 @@ def real_cluster_specs(apiserver: Path, base: Path, etcd: str = "etcd") -> RealC
 # --- upstream edgecore ----------------------------------------------------------------------------
 
 def edgecore_spec(edgecore: Path, base: Path, *, node: str, token: str, websocket_port: int, https_port: int,
-                  runtime_endpoint: str, pause_image: str, verbosity: int = 2) -> ServiceSpec:
+                  runtime_endpoint: str, pause_image: str, verbosity: int = 2, mqtt_server: str = "") -> ServiceSpec:
     """An upstream edgecore for ``node`` under ``base``, joining a cloud on 127.0.0.1: its default
-    config with every path moved under ``base``, eventBus off (no broker), our containerd, and its
-    kubelet ports moved off the defaults. Call :func:`unmount_under` after stopping it."""
+    config with every path moved under ``base``, eventBus off (no broker) unless ``mqtt_server``
+    names an external broker (mqttMode 2), our containerd, and its kubelet ports moved off the
+    defaults. Call :func:`unmount_under` after stopping it."""
     document = yaml.safe_load(subprocess.run([str(edgecore), "--defaultconfig"], capture_output=True, text=True,
                                              check=True, timeout=60).stdout)
     for folder in ("ca", "certs", "config", "log", "run", "kubelet", "manifests", "pods-logs", "data"):
@@ -193,7 +194,9 @@ def edgecore_spec(edgecore: Path, base: Path, *, node: str, token: str, websocke
                tlsPrivateKeyFile=str(base / "certs" / "server.key"))
     hub["websocket"]["server"] = f"127.0.0.1:{websocket_port}"
     modules["deviceTwin"]["dmiSockPath"] = str(base / "run") + "/"
-    modules["eventBus"]["enable"] = False
+    modules["eventBus"]["enable"] = bool(mqtt_server)
+    if mqtt_server:
+        modules["eventBus"].update(mqttMode=2, mqttServerExternal=mqtt_server)
     edged = modules["edged"]
     edged.update(hostnameOverride=node, nodeIP="127.0.0.1", rootDirectory=str(base / "kubelet"), podSandboxImage=pause_image)
     kubelet = edged["tailoredKubeletConfig"]

@@ -125,6 +125,13 @@ def device_rows(edge: Core) -> list[str]:
         return [row[0] for row in db.execute("SELECT id FROM device")]
 
 
+def expected_in_twin(edge: Core, device_id: str) -> str | None:
+    """The twin's expected temperature in the edge's ``device_twin`` table (None before the Device push)."""
+    with sqlite3.connect(edge.layout.data_dir / "edgecore.db") as db:
+        row = db.execute("SELECT expected FROM device_twin WHERE deviceid = ? AND name = 'temperature'", (device_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
 @pytest.fixture(scope="module")
 def cloud(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     core = start_cloud(tmp_path_factory.mktemp("mqtt-cloud"), controlplane)
@@ -164,6 +171,7 @@ def test_device_reports_and_desired_values_over_mqtt(controlplane: ControlPlane,
     try:
         kubectl(controlplane, "apply", "-f", "-", stdin=manifests(name, node, model))
         wait_for(lambda: f"default/{name}" in device_rows(edge), 5, lambda: f"device not in the edge's table: {edge.log()[-3000:]}")
+        wait_for(lambda: expected_in_twin(edge, f"default/{name}") == "25", 5, "the desired value is not in the twin")
         app = App(url, f"default/{name}", node)
         twin = app.get()["twin"]
         assert twin["temperature"]["expected"]["value"] == "25" and twin["temperature"]["metadata"]["type"] == "int"
@@ -222,7 +230,7 @@ def test_link_cut_and_edge_restart_lose_nothing(controlplane: ControlPlane, clou
     app = None
     try:
         kubectl(controlplane, "apply", "-f", "-", stdin=manifests(name, node, model))
-        wait_for(lambda: f"default/{name}" in device_rows(edge), 5, "device not in the edge's table")
+        wait_for(lambda: expected_in_twin(edge, f"default/{name}") == "25", 5, "device not in the edge's twin")
         app = App(url, f"default/{name}", node)
         app.report("20")
         wait_for(lambda: reported(controlplane, name) == "20", 5, "first report missing")
@@ -243,7 +251,7 @@ def test_link_cut_and_edge_restart_lose_nothing(controlplane: ControlPlane, clou
         app = None
         edge.stop()
         edge.spec.log_file.write_text("")
-        start_service(edge.spec, ready=lambda: "device twin ready" in edge.log())
+        start_service(edge.spec, ready=lambda: "device twin ready" in edge.log() and "embedded MQTT broker listening" in edge.log())
         app = App(url, f"default/{name}", node)
         twin = app.get()["twin"]["temperature"]
         assert twin["actual"]["value"] == "24" and twin["expected"]["value"] == "35"
@@ -276,7 +284,7 @@ def test_broker_down_and_back_keeps_edgecore_up(controlplane: ControlPlane, clou
     app = None
     try:
         kubectl(controlplane, "apply", "-f", "-", stdin=manifests(name, node, model))
-        wait_for(lambda: f"default/{name}" in device_rows(edge), 5, "device not in the edge's table")
+        wait_for(lambda: expected_in_twin(edge, f"default/{name}") == "25", 5, "device not in the edge's twin")
         app = App(server.url, f"default/{name}", node)
         assert "code" not in app.report("20")
         app.close()

@@ -73,8 +73,10 @@ def test_customised_values_are_free_form_objects(file_name: str, path: str) -> N
 
 
 def test_names_scope_and_subresources() -> None:
+    # DeviceStatus has none, as upstream: upstream's cloudcore patches its status on the object
+    # (tests/integration/test_upstream_devices.py shows a subresource would drop its reports).
     for file_name, kind, status in (("devices.yaml", "Device", True), ("devicemodels.yaml", "DeviceModel", False),
-                                    ("devicestatuses.yaml", "DeviceStatus", True)):
+                                    ("devicestatuses.yaml", "DeviceStatus", False)):
         crd = crds.load(file_name)
         assert crd["spec"]["group"] == "devices.kubeedge.io" and crd["spec"]["scope"] == "Namespaced"
         assert crd["spec"]["names"]["kind"] == kind

@@ -78,6 +78,7 @@ class DeviceController:
         self.tasks = TaskSupervisor(self.name)
         self._written: dict[str, Obj] = {}       # "ns/name" -> the DeviceStatus as our last write returned it
         self._creating: set[str] = set()         # DeviceStatus creations in flight
+        self._status_subresource: dict[str, bool] = {}  # plural -> whether its CRD has one (learnt at the first patch)
         self.ready = asyncio.Event()             # every cache has its first list
 
     async def start(self, ctx: Context) -> None:
@@ -238,12 +239,19 @@ class DeviceController:
         await self.kube.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", event)
 
     async def _patch_status(self, path: str, body: Obj) -> Obj:
-        """Merge-patch the status subresource; a CRD without one (upstream's) takes it on the object."""
-        try:
-            return await self.kube.request("PATCH", f"{path}/status", body, content_type="application/merge-patch+json")
-        except KubeError as error:
-            if error.code != 404:
-                raise
+        """Merge-patch the status subresource; a CRD without one (upstream's DeviceStatus, ours too)
+        takes it on the object, and the first 404 says so for good."""
+        resource = path.rsplit("/", 2)[-2]  # devices or devicestatuses
+        known = self._status_subresource.get(resource)
+        if known is not False:
+            try:
+                patched = await self.kube.request("PATCH", f"{path}/status", body, content_type="application/merge-patch+json")
+                self._status_subresource[resource] = True
+                return patched
+            except KubeError as error:
+                if error.code != 404 or known:
+                    raise
+                self._status_subresource[resource] = False
         return await self.kube.request("PATCH", path, body, content_type="application/merge-patch+json")
 
     # -- DeviceStatus ----------------------------------------------------------------------
