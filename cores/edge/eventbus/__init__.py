@@ -70,6 +70,7 @@ class BrokerLink:
         parts = urlsplit(url if "://" in url else f"tcp://{url}")
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 1883
         self.connected = False
+        self.stopping = False
         self.last_error = ""
         self.dropped = 0
         self.pending: collections.deque[tuple[str, bytes, int, bool]] = collections.deque(maxlen=bus.queue_size)
@@ -92,6 +93,7 @@ class BrokerLink:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self.stopping = True  # the disconnect that follows is ours, not a broker failure
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -113,7 +115,7 @@ class BrokerLink:
         with self._lock:
             was = self.connected
             self.connected = False
-        if was:
+        if was and not self.stopping:
             self._failed(f"disconnected: {reason_code}")
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
