@@ -51,6 +51,12 @@ def _devicecontroller(config: Config) -> Module:
     return DeviceController(config, kube_for(config))
 
 
+def _router(config: Config) -> Module:
+    from cores.cloud.router import Router
+
+    return Router(config, kube_for(config))
+
+
 def _synccontroller(config: Config) -> Module:
     from cores.cloud.synccontroller import SyncController
 
@@ -62,6 +68,7 @@ MODULES: Mapping[str, ModuleFactory] = {
     "edgeController": _edgecontroller,
     "deviceController": _devicecontroller,
     "syncController": _synccontroller,
+    "router": _router,
 }
 
 

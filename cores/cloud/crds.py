@@ -20,8 +20,13 @@ from cores.cloud.kube import Kube, KubeError
 
 log = logging.getLogger("kubeedge.crds")
 
-CRD_FILES = ("objectsyncs.yaml", "clusterobjectsyncs.yaml", "devices.yaml", "devicemodels.yaml", "devicestatuses.yaml")
-DEVICE_CRD_FILES = frozenset({"devices.yaml", "devicemodels.yaml", "devicestatuses.yaml"})
+# ObjectSync first (CloudHub needs it before the first push), then every other upstream CRD
+# (devices, rules, operations jobs, apps, policy): upstream cloudcore lists them all at start.
+CRD_FILES = ("objectsyncs.yaml", "clusterobjectsyncs.yaml", "devices.yaml", "devicemodels.yaml", "devicestatuses.yaml",
+             "rules.yaml", "ruleendpoints.yaml", "nodeupgradejobs.yaml", "imageprepulljobs.yaml", "configupdatejobs.yaml",
+             "nodegroups.yaml", "edgeapplications.yaml", "serviceaccountaccesses.yaml")
+# CRDs an older keadm of ours installed with an open schema, replaced by the structural one
+DEVICE_CRD_FILES = frozenset({"devices.yaml", "devicemodels.yaml", "devicestatuses.yaml", "rules.yaml", "ruleendpoints.yaml"})
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
@@ -68,4 +73,4 @@ async def _upgrade_open_schema(kube: Kube, name: str, body: dict[str, Any]) -> N
         if error.code != 409:  # changed meanwhile: whoever changed it wins
             raise
         return
-    log.info("CRD %s: open schema replaced by the v1beta1 structural schema", name)
+    log.info("CRD %s: open schema replaced by the structural schema", name)

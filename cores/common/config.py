@@ -186,6 +186,11 @@ EXTENSIONS: dict[str, dict[str, str]] = {
     # The name EdgeHub checks CloudCore's certificate against ("": the host it dials, IP or DNS name),
     # for a cloud reached through an address its certificate does not carry.
     "modules.edgeHub": {"tlsServerName": "str"},
+    # Bounds of the Router and of ServiceBus: a request or answer body (bytes; 0: 4 MiB, which
+    # base64 on the link keeps under its 8 MiB frame limit) and, at the edge, the calls to local
+    # servers at once (0: 64).
+    "modules.router": {"maxBodyBytes": "int", "maxInFlight": "int"},
+    "modules.serviceBus": {"maxBodyBytes": "int", "maxInFlight": "int"},
 }
 
 

@@ -44,12 +44,19 @@ def _devicetwin(config: Config) -> Module:
     return DeviceTwin(config)
 
 
+def _servicebus(config: Config) -> Module:
+    from cores.edge.servicebus import ServiceBus
+
+    return ServiceBus(config)
+
+
 MODULES: Mapping[str, ModuleFactory] = {
     "edgeHub": _edgehub,
     "metaManager": _metamanager,
     "edged": _edged,
     "eventBus": _eventbus,
     "deviceTwin": _devicetwin,
+    "serviceBus": _servicebus,
 }
 
 

@@ -33,17 +33,21 @@ class Decision:
 
 
 # Cloud modules by what comes up from an edge (upstream dispatchMessage): twin traffic to the
-# DeviceController, everything else to the EdgeController.
+# DeviceController, user traffic (EventBus and ServiceBus uploads, ServiceBus's HTTP answers) to
+# the Router, everything else to the EdgeController.
 UPSTREAM_GROUPS_BY_SOURCE = {"twin": "devicecontroller"}
 UPSTREAM_DEFAULT_GROUP = "edgecontroller"
+USER_GROUP, ROUTER_GROUP = "user", "router"
 # Session events (``connected``/``disconnected`` of ``node/<id>``) go to these cloud groups.
-SESSION_EVENT_GROUPS = ("edgecontroller", "synccontroller")
+SESSION_EVENT_GROUPS = ("edgecontroller", "synccontroller", ROUTER_GROUP)
 
 # Edge modules by what comes down from the cloud (upstream edgehub messagehandler).
 DOWNSTREAM_GROUPS = {"resource": "meta", "func": "meta", "twin": "twin", "taskmanager": "taskmanager"}
-USER_GROUPS_BY_SOURCE = {"router_eventbus": "bus", "router_servicebus": "servicebus"}
+# ``servicebus``: the Router's answers to ServiceBus's uploads (upstream's NewRespByMessage keeps
+# the upload's source), which ServiceBus hands to the local caller waiting for them.
+USER_GROUPS_BY_SOURCE = {"router_eventbus": "bus", "router_servicebus": "servicebus", "servicebus": "servicebus"}
 # Edge groups told when the link comes or goes (``node/connection``).
-CONNECTION_EVENT_GROUPS = ("twin", "meta", "bus", "taskmanager", "edged")
+CONNECTION_EVENT_GROUPS = ("twin", "meta", "bus", "servicebus", "taskmanager", "edged")
 
 
 def from_edge(node_id: str, message: Message) -> Decision:
@@ -52,6 +56,10 @@ def from_edge(node_id: str, message: Message) -> Decision:
         return Decision(Action.KEEPALIVE, message)
     if is_control(message):
         return Decision(Action.ANSWER, message.response("ack"))
+    if is_user_traffic(message):
+        # upstream: ``node/<id>/<resource>`` even when the resource is empty (ServiceBus's answers)
+        return Decision(Action.DELIVER, message.with_resource(add_node_prefix(node_id, message.route.resource)),
+                        group=ROUTER_GROUP)
     if not message.route.resource:
         return Decision(Action.DROP, message, reason="message without resource")
     routed = message.with_resource(add_node_prefix(node_id, message.route.resource))
@@ -59,6 +67,12 @@ def from_edge(node_id: str, message: Message) -> Decision:
         return Decision(Action.RESPONSE, routed)
     group = UPSTREAM_GROUPS_BY_SOURCE.get(message.route.source, UPSTREAM_DEFAULT_GROUP)
     return Decision(Action.DELIVER, routed, group=group)
+
+
+def is_user_traffic(message: Message) -> bool:
+    """An edge's upload for the Router, or ServiceBus's answer to one of its requests (upstream
+    sends its error answers with no operation at all, so the group and the parent decide)."""
+    return message.route.group == USER_GROUP and (message.route.operation == "upload" or bool(message.parent_msg_id))
 
 
 def to_edge(message: Message) -> tuple[str, Message]:

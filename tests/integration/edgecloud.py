@@ -50,13 +50,17 @@ def _spec(component: str, layout: layouts.Layout, config: Path) -> ServiceSpec:
                        readiness_timeout=scaled(30))
 
 
-def start_cloud(base: Path, plane: ControlPlane, **settings: object) -> Cloud:
+def start_cloud(base: Path, plane: ControlPlane, *, modules: dict[str, dict[str, object]] | None = None,
+                **settings: object) -> Cloud:
+    """A CloudCore on ``plane``; ``settings`` are CloudHub's, ``modules`` overrides other modules' settings."""
     layout = layouts.Layout(base / "etc", base / "var", base / "log")
     ws_port, https_port = free_port(), free_port()
     document = layouts.cloudcore_document(layout, kubeconfig=plane.kubeconfig, advertise_address="127.0.0.1",
                                           websocket_port=ws_port, https_port=https_port, bind_address="127.0.0.1")
     for key, value in settings.items():
         document["modules"]["cloudHub"][key] = value
+    for module, overrides in (modules or {}).items():
+        document["modules"][module].update(overrides)
     config = layouts.write(layout.cloudcore_config, document)
     spec = _spec("cloudcore", layout, config)
     start(spec, ready=lambda: "websocket server listening" in (spec.log_file.read_text() if spec.log_file.exists() else ""))
