@@ -113,8 +113,11 @@ def cloudcore_config(cloudcore: Path, base: Path, kubeconfig: Path) -> tuple[dic
     return document, websocket_port, https_port
 
 
-def cloudcore_spec(cloudcore: Path, base: Path, kubeconfig: Path, verbosity: int = 2) -> UpstreamCloud:
+def cloudcore_spec(cloudcore: Path, base: Path, kubeconfig: Path, verbosity: int = 2, router_port: int = 0) -> UpstreamCloud:
+    """An upstream cloudcore under ``base``; its Router on 127.0.0.1:``router_port`` when given."""
     document, websocket_port, https_port = cloudcore_config(cloudcore, base, kubeconfig)
+    if router_port:
+        document["modules"]["router"].update(enable=True, address="127.0.0.1", port=router_port)
     config = base / "config" / "cloudcore.yaml"
     config.write_text(yaml.safe_dump(document))
     spec = ServiceSpec(component="cloudcore", config_dir=base / "config", log_dir=base / "log", run_dir=base / "run",
@@ -177,11 +180,12 @@ def real_cluster_specs(apiserver: Path, base: Path, etcd: str = "etcd") -> RealC
 # --- upstream edgecore ----------------------------------------------------------------------------
 
 def edgecore_spec(edgecore: Path, base: Path, *, node: str, token: str, websocket_port: int, https_port: int,
-                  runtime_endpoint: str, pause_image: str, verbosity: int = 2, mqtt_server: str = "") -> ServiceSpec:
+                  runtime_endpoint: str, pause_image: str, verbosity: int = 2, mqtt_server: str = "",
+                  servicebus_port: int = 0) -> ServiceSpec:
     """An upstream edgecore for ``node`` under ``base``, joining a cloud on 127.0.0.1: its default
     config with every path moved under ``base``, eventBus off (no broker) unless ``mqtt_server``
-    names an external broker (mqttMode 2), our containerd, and its kubelet ports moved off the
-    defaults. Call :func:`unmount_under` after stopping it."""
+    names an external broker (mqttMode 2), serviceBus on ``servicebus_port`` when given, our
+    containerd, and its kubelet ports moved off the defaults. Call :func:`unmount_under` after stopping it."""
     document = yaml.safe_load(subprocess.run([str(edgecore), "--defaultconfig"], capture_output=True, text=True,
                                              check=True, timeout=60).stdout)
     for folder in ("ca", "certs", "config", "log", "run", "kubelet", "manifests", "pods-logs", "data"):
@@ -197,6 +201,8 @@ def edgecore_spec(edgecore: Path, base: Path, *, node: str, token: str, websocke
     modules["eventBus"]["enable"] = bool(mqtt_server)
     if mqtt_server:
         modules["eventBus"].update(mqttMode=2, mqttServerExternal=mqtt_server)
+    if servicebus_port:
+        modules["serviceBus"].update(enable=True, server="127.0.0.1", port=servicebus_port)
     edged = modules["edged"]
     edged.update(hostnameOverride=node, nodeIP="127.0.0.1", rootDirectory=str(base / "kubelet"), podSandboxImage=pause_image)
     kubelet = edged["tailoredKubeletConfig"]
