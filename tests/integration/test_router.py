@@ -226,6 +226,9 @@ def test_rest_to_eventbus_reaches_an_mqtt_subscriber(setup: Setup) -> None:
         print(f"rest->eventbus latency {latency * 1000:.1f} ms")
         wait_for(lambda: (setup.rule_status("rest-bus").get("successMessages") or 0) >= 2, 5,
                  lambda: f"rule status not counted: {setup.rule_status('rest-bus')}")
+        table = kubectl(setup.plane, "get", "rule", "rest-bus").splitlines()
+        assert table[0].split()[:5] == ["NAME", "SOURCE", "TARGET", "SUCCESS", "FAIL"], table
+        assert table[1].split()[:3] == ["rest-bus", "rest-a", "bus-a"], table
     finally:
         client.loop_stop()
         client.disconnect()
