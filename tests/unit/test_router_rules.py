@@ -125,3 +125,26 @@ def test_user_traffic_goes_to_the_router_with_the_node_prefix() -> None:
     assert routing.from_edge("edge-1", upload).message.route.resource == "node/edge-1/default/test"
     reply = Message.new(source="servicebus", group="user", operation="response", resource="http://x", parent_msg_id="p3")
     assert routing.from_cloud(reply).group == "servicebus"
+
+
+def test_servicebus_https_needs_a_server_certificate(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import ssl
+
+    from certs import x509 as certs
+    from cores.edge.servicebus import _tls_context
+
+    ca_cert, ca_key = certs.create_ca()
+    files = {}
+    for kind in ("server", "client"):
+        key = certs.generate_key()
+        cert = (certs.create_server_cert(ca_cert, ca_key, key, ip_addresses=["127.0.0.1"], dns_names=[]) if kind == "server"
+                else certs.create_client_cert(ca_cert, ca_key, key, common_name="system:node:edge-1", organizations=["system:nodes"]))
+        (tmp_path / f"{kind}.crt").write_bytes(certs.cert_to_pem(cert))
+        (tmp_path / f"{kind}.key").write_bytes(certs.key_to_pem(key))
+        files[kind] = (str(tmp_path / f"{kind}.crt"), str(tmp_path / f"{kind}.key"))
+    assert _tls_context("", "") is None
+    assert isinstance(_tls_context(*files["server"]), ssl.SSLContext)
+    with pytest.raises(ValueError, match="serverAuth"):
+        _tls_context(*files["client"])  # the node's client certificate cannot serve HTTPS, as upstream checks
+    with pytest.raises(ValueError, match="together"):
+        _tls_context(files["server"][0], "")
