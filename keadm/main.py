@@ -47,6 +47,7 @@ COMMANDS = {
     "gettoken": "keadm.gettoken:gettoken",
     "join": "keadm.join:join",
     "reset": "keadm.reset:reset",
+    "debug": "keadm.debug:debug",
 }
 
 
