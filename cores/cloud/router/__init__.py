@@ -210,11 +210,13 @@ class Router:
             return
         self._send(message)
 
-    def _send(self, message: Message) -> None:
+    def _send(self, message: Message) -> bool:
         try:
             self.ctx.send_nowait(HUB, message)
+            return True
         except BeehiveError as error:
             log.warning("cannot hand %s to CloudHub: %s", message.describe(), error)
+            return False
 
     # the mailbox: sessions and uploads ----------------------------------------------------------
     async def _read_mailbox(self) -> None:
@@ -343,8 +345,10 @@ class Router:
         from aiohttp import web
 
         topic = rules.join_target(route.target_topic, param.partition("?")[0])
-        self._send(Message.new(source="router_eventbus", group="user", operation="publish",
-                               resource=f"node/{node}/{topic}", content=body.decode("utf-8", "replace")))
+        if not self._send(Message.new(source="router_eventbus", group="user", operation="publish",
+                                      resource=f"node/{node}/{topic}", content=body.decode("utf-8", "replace"))):
+            self._count(route_key(route), ok=False, error="CloudHub's mailbox is full")
+            return web.Response(status=503, text="cloud -> edge: the link is congested, try again")
         self._count(route_key(route), ok=True)
         return web.Response(status=200, text="message delivered")
 
