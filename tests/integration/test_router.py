@@ -224,6 +224,7 @@ def test_rest_to_eventbus_reaches_an_mqtt_subscriber(setup: Setup) -> None:
         assert setup.request("POST", f"/{setup.node}/default/ccc/room1", b"hi")[0] == 200
         assert next_real() == ("topic-test/room1", b"hi")
         print(f"rest->eventbus latency {latency * 1000:.1f} ms")
+        assert latency < scaled(2), f"rest->eventbus took {latency:.2f} s"
         wait_for(lambda: (setup.rule_status("rest-bus").get("successMessages") or 0) >= 2, 5,
                  lambda: f"rule status not counted: {setup.rule_status('rest-bus')}")
         table = kubectl(setup.plane, "get", "rule", "rest-bus").splitlines()
@@ -252,6 +253,7 @@ def test_eventbus_to_rest_reaches_a_cloud_endpoint(setup: Setup) -> None:
         assert seen["body"] == b"Hello World!" and seen["method"] == "POST" and seen["path"] == "/echo"
         assert seen["headers"].get("NodeName") == setup.node
         print(f"eventbus->rest latency {latency * 1000:.1f} ms")
+        assert latency < scaled(2), f"eventbus->rest took {latency:.2f} s"
     finally:
         client.loop_stop()
         client.disconnect()
@@ -271,6 +273,7 @@ def test_rest_to_servicebus_returns_the_edge_servers_answer(setup: Setup) -> Non
     assert headers.get("X-Seen-Host") == f"127.0.0.1:{setup.edge_app.port}"
     assert headers.get("X-Seen-Forwarded") == ""
     print(f"rest->servicebus latency {latency * 1000:.1f} ms")
+    assert latency < scaled(2), f"rest->servicebus took {latency:.2f} s"
     # the edge server's status comes back as it is; the remainder of the path goes after the target path
     setup.apply(rule("rest-sb-tea", "rest-c", {"path": "/tea"}, "sb-c", {"path": "/teapot"}))
     wait_for(lambda: setup.request("GET", f"/{setup.node}/default/tea/pot?milk=1")[0] == 418, 10, "status not passed")
@@ -344,6 +347,7 @@ def test_servicebus_to_rest_reaches_the_cloud_and_answers(setup: Setup) -> None:
     seen = setup.cloud_app.seen.get(timeout=scaled(5))
     assert seen["body"] == b"ping" and seen["headers"].get("NodeName") == setup.node
     print(f"servicebus->rest latency {latency * 1000:.1f} ms")
+    assert latency < scaled(2), f"servicebus->rest took {latency:.2f} s"
     status, answer = call("http://127.0.0.1:1/not-started")
     assert status == 400 and "is not allowed" in answer["msg"]
 
