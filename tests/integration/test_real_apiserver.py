@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +81,18 @@ def apply(real: upstream.RealCluster, obj: dict[str, Any]) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def wait(check: Any, timeout: float, what: str) -> None:
+def wait(check: Any, timeout: float, what: str | Callable[[], str]) -> None:
     deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.3)
-    pytest.fail(what)
+    pytest.fail(what() if callable(what) else what)
+
+
+def tails(*cores: Any) -> str:
+    """The end of each core's log, for a failure that only shows under load (CI)."""
+    return "".join(f"\n--- {core.spec.component} log ---\n{core.log()[-4000:]}" for core in cores if core is not None)
 
 
 def pod(name: str, node: str, configmap: str) -> dict[str, Any]:
@@ -142,7 +147,7 @@ def test_cloudcore_on_a_real_apiserver_through_a_cut_and_a_restart(cluster: upst
         apply(cluster, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": configmap, "namespace": "default"},
                         "data": {"v": "3"}})
         wait(lambda: exec_in(containerd.endpoint, second_container, "cat", "/cfg/v") == "3", 90,
-             "a change after CloudCore's restart never reached the edge")
+             lambda: "a change after CloudCore's restart never reached the edge" + tails(cloud, edge))
         run(cluster, "delete", "pod", second, "--wait=false")
         wait(lambda: not running_containers(containerd.endpoint, second), 60, "the last pod was never stopped")
     finally:
