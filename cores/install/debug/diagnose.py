@@ -76,8 +76,8 @@ def edgecore_process(site: EdgeSite) -> list[Finding]:
 
 
 def node_name_taken(site: EdgeSite) -> list[Finding]:
-    lines = [line for line in site.log_text().splitlines() if "already" in line and "node" in line.lower() and "409" in line
-             or "is taken" in line or "NameTaken" in line]
+    # CloudCore's refusal: "node name 'x' is already taken in the cluster" (the bootstrap server's 409)
+    lines = [line for line in site.log_text().splitlines() if "already taken" in line or "is taken" in line or "NameTaken" in line]
     if lines:
         return [Finding("node name", False, f"the node name {site.node_name} is taken in the cluster", lines[-1],
                         "join with another name (`keadm join --edgenode-name ...`), or delete the old Node in the cloud")]
