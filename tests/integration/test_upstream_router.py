@@ -8,6 +8,7 @@ message shapes of both ways are upstream's: ``HTTPRequest``/``HTTPResponse`` by 
 
 from __future__ import annotations
 
+import http.client
 import json
 import queue
 import sqlite3
@@ -35,14 +36,25 @@ pytestmark = [pytest.mark.slow,
                                                           "to a directory of unpacked upstream binaries (scripts/test.sh does)")]
 
 
+def request(method: str, port: int, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """(status, body) of one call on 127.0.0.1, (0, b"") while nothing listens there yet."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=scaled(30))
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    except OSError:
+        return 0, b""
+    finally:
+        connection.close()
+
+
 def test_upstream_edgecore_serves_our_router(containerd: Containerd, tmp_path: Path) -> None:  # noqa: F811
     assert EDGECORE is not None
     try:
         binary()
     except RuntimeError as error:
         pytest.skip(str(error))
-    import http.client
-
     from cores.runtime import PAUSE_IMAGE
     from tests.integration.conftest import start_controlplane
 
@@ -58,17 +70,6 @@ def test_upstream_edgecore_serves_our_router(containerd: Containerd, tmp_path: P
                                   websocket_port=cloud.websocket_port, https_port=cloud.https_port,
                                   runtime_endpoint=containerd.endpoint, pause_image=PAUSE_IMAGE, mqtt_server=broker.url,
                                   servicebus_port=servicebus_port)
-
-    def request(method: str, port: int, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=scaled(30))
-        try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            return response.status, response.read()
-        except OSError:
-            return 0, b""
-        finally:
-            connection.close()
 
     def rows(table: str, column: str) -> list[str]:
         try:
@@ -138,7 +139,6 @@ def test_upstream_edgecore_serves_our_router(containerd: Containerd, tmp_path: P
 def test_our_servicebus_through_upstream_cloudcores_router(plane: ControlPlane, tmp_path: Path) -> None:  # noqa: F811
     """Our EdgeCore's ServiceBus through upstream cloudcore's Router, both ways."""
     import base64
-    import http.client
 
     assert CLOUDCORE is not None
     router_port, servicebus_port = free_port(), free_port()
@@ -147,17 +147,6 @@ def test_our_servicebus_through_upstream_cloudcores_router(plane: ControlPlane, 
     node = f"upc-{uuid.uuid4().hex[:6]}"
     url = f"tcp://127.0.0.1:{free_port()}"
     edge = None
-
-    def request(method: str, port: int, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=scaled(30))
-        try:
-            connection.request(method, path, body=body)
-            response = connection.getresponse()
-            return response.status, response.read()
-        except OSError:
-            return 0, b""
-        finally:
-            connection.close()
 
     try:
         run_cloudcore(cloud)

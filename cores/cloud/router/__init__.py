@@ -38,6 +38,7 @@ from cores.cloud.router import rules
 from cores.cloud.router.rules import REST, EVENTBUS, SERVICEBUS, Route
 from cores.common.config import Config
 from cores.common.tasks import TaskSupervisor
+from cores.link.http import HOP_HEADERS, METHODS
 
 log = logging.getLogger("kubeedge.router")
 
@@ -48,14 +49,6 @@ DEFAULT_MAX_IN_FLIGHT = 1024
 STATUS_FLUSH_SECONDS = 1.0
 KEPT_ERRORS = 10
 API_RETRY_SECONDS = 30.0
-# Not passed between the ingress and the edge: connection-level headers, and what could make the
-# edge server believe the request came from elsewhere.
-HOP_HEADERS = frozenset({
-    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
-    "proxy-connection", "proxy-authorization", "proxy-authenticate", "forwarded", "x-forwarded-for",
-    "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "x-real-ip",
-})
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @dataclasses.dataclass(frozen=True)

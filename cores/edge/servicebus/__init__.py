@@ -38,6 +38,7 @@ from cores.common.config import Config
 from cores.common.tasks import TaskSupervisor
 from cores.edge.servicebus import http
 from cores.link import routing
+from cores.link.http import HOP_HEADERS, METHODS
 
 log = logging.getLogger("kubeedge.servicebus")
 
@@ -47,16 +48,8 @@ DEFAULT_MAX_BODY = 4 * 1024 * 1024   # base64 on the link makes it 5.6 MiB, unde
 DEFAULT_MAX_IN_FLIGHT = 64
 MAX_TARGET_URLS = 1024
 MAX_URL = 2048
-# Never passed on to a local server: the connection is ours (host, framing, keep-alive), and
-# forwarding headers could make an app believe the call came from elsewhere.
-DROPPED_HEADERS = frozenset({
-    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
-    "proxy-connection", "proxy-authorization", "proxy-authenticate", "forwarded", "x-forwarded-for",
-    "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "x-real-ip",
-})
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")            # an HTTP method or header name
 _PATH = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*")       # origin-form: no spaces, no '#', no controls
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class ServiceBus:
@@ -271,7 +264,7 @@ def parse_request(content: Any, operation: str, max_body: int) -> tuple[str, htt
     for name, values in raw_headers.items():
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise ValueError("a header name is not an HTTP token")
-        if name.lower() in DROPPED_HEADERS:
+        if name.lower() in HOP_HEADERS:
             continue
         for value in values if isinstance(values, list) else [values]:
             if not isinstance(value, str) or any(c in value for c in "\r\n\x00"):

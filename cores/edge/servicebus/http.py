@@ -99,11 +99,15 @@ async def _call(port: int, method: str, target: str, headers: Headers, body: byt
     except (ConnectionError, OSError) as error:
         raise CallFailed(f"127.0.0.1:{port}: {error}") from None
     finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
+        await _close(writer)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except (ConnectionError, OSError):
+        pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,11 +139,7 @@ async def serve(host: str, port: int, handler: Handler, *, max_body: int, timeou
         except (ConnectionError, OSError, h11.ProtocolError) as error:
             log.debug("servicebus server: connection dropped: %s", error)
         finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
+            await _close(writer)
 
     return await asyncio.start_server(connected, host, port, ssl=tls)
 
