@@ -63,12 +63,19 @@ def _synccontroller(config: Config) -> Module:
     return SyncController(config)
 
 
+def _cloudstream(config: Config) -> Module:
+    from cores.cloud.cloudstream import CloudStream
+
+    return CloudStream(config, kube_for(config))
+
+
 MODULES: Mapping[str, ModuleFactory] = {
     "cloudHub": _cloudhub,
     "edgeController": _edgecontroller,
     "deviceController": _devicecontroller,
     "syncController": _synccontroller,
     "router": _router,
+    "cloudStream": _cloudstream,
 }
 
 

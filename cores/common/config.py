@@ -158,6 +158,8 @@ CONTROLPLANE_SCHEMA: dict[str, Any] = {
     "authentication": {"tokens": [{"token": "str", "user": "str", "uid": "str", "groups": "list[str]"}]},
     "serviceClusterIPRange": "str",
     "watchQueueSize": "int",
+    # Where the kubelet API of edge nodes is: CloudCore's stream server (host:port; "": none).
+    "kubeletClient": {"streamServer": "str"},
     "controllers": {"enable": "bool", "nodeMonitorGracePeriodSeconds": "float", "nodeMonitorPeriodSeconds": "float",
                     "resyncPeriodSeconds": "float"},
 }
@@ -191,6 +193,9 @@ EXTENSIONS: dict[str, dict[str, str]] = {
     # servers at once (0: 64).
     "modules.router": {"maxBodyBytes": "int", "maxInFlight": "int"},
     "modules.serviceBus": {"maxBodyBytes": "int", "maxInFlight": "int"},
+    # Edged's kubelet server port (kubelet's 10250 role: TLS, logs/exec/attach/port-forward) on
+    # ``address``; 0 turns it off. The read-only port (readOnlyPort) serves health, pods and stats.
+    "modules.edged.tailoredKubeletConfig": {"port": "int"},
 }
 
 

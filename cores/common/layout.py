@@ -47,7 +47,8 @@ class Layout:
 
 
 def cloudcore_document(layout: Layout, *, kubeconfig: Path, advertise_address: str,
-                       websocket_port: int = 10000, https_port: int = 10002, bind_address: str = "0.0.0.0") -> dict[str, Any]:
+                       websocket_port: int = 10000, https_port: int = 10002, bind_address: str = "0.0.0.0",
+                       tunnel_port: int = 10004, stream_port: int = 10003, stream_ca: Path | None = None) -> dict[str, Any]:
     document = configs.default_document(configs.CLOUDCORE, address=advertise_address)
     paths = layout.certificate_paths()
     hub = document["modules"]["cloudHub"]
@@ -56,13 +57,22 @@ def cloudcore_document(layout: Layout, *, kubeconfig: Path, advertise_address: s
     hub["https"].update(address=bind_address, port=https_port)
     hub["unixsocket"]["address"] = f"unix://{layout.data_dir / 'kubeedge.sock'}"
     document["kubeAPIConfig"]["kubeConfig"] = str(kubeconfig)
+    # CloudStream on by default (upstream's Go default is off): kubectl logs and exec work at once.
+    # The tunnel uses CloudHub's certificate; the stream server trusts the API server's client CA.
+    document["modules"]["cloudStream"].update(
+        enable=True, tunnelPort=tunnel_port, streamPort=stream_port,
+        tlsTunnelCAFile=paths["ca"], tlsTunnelCertFile=paths["cert"], tlsTunnelPrivateKeyFile=paths["key"],
+        tlsStreamCAFile=str(stream_ca or layout.config_dir / "ca" / "streamCA.crt"),
+        tlsStreamCertFile=str(layout.config_dir / "certs" / "stream.crt"),
+        tlsStreamPrivateKeyFile=str(layout.config_dir / "certs" / "stream.key"))
     return document
 
 
 def edgecore_document(layout: Layout, *, node_name: str, cloud_host: str, token: str,
                       websocket_port: int = 10000, https_port: int = 10002, node_ip: str | None = None,
                       runtime_endpoint: str = "unix:///run/containerd/containerd.sock",
-                      labels: dict[str, str] | None = None) -> dict[str, Any]:
+                      labels: dict[str, str] | None = None, tunnel_port: int = 10004,
+                      kubelet_port: int = 10250, read_only_port: int = 10350) -> dict[str, Any]:
     document = configs.default_document(configs.EDGECORE, hostname=node_name)
     paths = layout.certificate_paths()
     document["database"]["dataSource"] = str(layout.data_dir / "edgecore.db")
@@ -78,7 +88,11 @@ def edgecore_document(layout: Layout, *, node_name: str, cloud_host: str, token:
         edged["nodeLabels"] = dict(labels)
     kubelet = edged["tailoredKubeletConfig"]
     kubelet.update(containerRuntimeEndpoint=runtime_endpoint, imageServiceEndpoint=runtime_endpoint,
-                   staticPodPath=str(layout.config_dir / "manifests"), podLogsDir=str(layout.log_dir / "pods"))
+                   staticPodPath=str(layout.config_dir / "manifests"), podLogsDir=str(layout.log_dir / "pods"),
+                   port=kubelet_port, readOnlyPort=read_only_port)
+    # EdgeStream on by default (upstream's is off), with the node certificate
+    document["modules"]["edgeStream"].update(enable=True, server=f"{cloud_host}:{tunnel_port}", tlsTunnelCAFile=paths["ca"],
+                                             tlsTunnelCertFile=paths["cert"], tlsTunnelPrivateKeyFile=paths["key"])
     document["modules"]["deviceTwin"]["dmiSockPath"] = str(layout.data_dir / "dmi")
     metaserver = document["modules"]["metaManager"]["metaServer"]
     metaserver.update(tlsCaFile=paths["ca"], tlsCertFile=paths["cert"], tlsPrivateKeyFile=paths["key"])

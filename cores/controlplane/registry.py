@@ -73,7 +73,7 @@ BUILTINS: tuple[ResourceType, ...] = (
     _core("namespaces", "Namespace", False, short=("ns",), sub=("status", "finalize"),
           verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
     _core("nodes", "Node", False, short=("no",), sub=("status",)),
-    _core("pods", "Pod", True, short=("po",), sub=("status", "binding", "eviction"), categories=("all",)),
+    _core("pods", "Pod", True, short=("po",), sub=("status", "binding", "eviction", "log", "exec", "attach", "portforward"), categories=("all",)),
     _core("bindings", "Binding", True, verbs=("create",)),
     _core("configmaps", "ConfigMap", True, short=("cm",)),
     _core("secrets", "Secret", True),

@@ -32,7 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from cores.common.config import Config
-from cores.controlplane import (controllers, discovery, errors, openapi, openapi_v2proto, pki, protobuf, protoencode,
+from cores.controlplane import (controllers, discovery, errors, openapi, openapi_v2proto, pki, podstreams, protobuf, protoencode,
                                 serviceaccounts, views)
 from cores.controlplane.api import Api, check_definition, parse_json_body, parse_resource_version, selector_matcher
 from cores.controlplane.bootstrap import bootstrap_objects
@@ -105,6 +105,10 @@ class ApiServer:
         # and save Go clients their slower JSON decoding; server.protobufResponses: false turns them off.
         self.protobuf_responses = bool(config.server.get("protobufResponses", True))
         self._tasks: list[asyncio.Task[None]] = []
+        paths = pki.Pki(Path(config.pkiDir))
+        kubelet_client = config.get("kubeletClient") or {}
+        self.pod_streams = podstreams.PodStreams(self.api, self.registry, str(kubelet_client.get("streamServer") or ""),
+                                                 str(paths.admin_cert), str(paths.admin_key))
 
     # application --------------------------------------------------------------------------
     def application(self) -> web.Application:
@@ -289,6 +293,8 @@ class ApiServer:
             raise errors.method_not_allowed(verb, request.path)
         if sub == "scale":
             return await self._scale(request, target, verb, dry_run)
+        if sub in podstreams.SUBRESOURCES and resource.kind == "Pod":
+            return await self.pod_streams.serve(request, namespace or "", name, sub)
         if verb == "get":
             _query_resource_version(query)
             item = await self.api.get(resource, namespace, name)

@@ -50,6 +50,12 @@ def _servicebus(config: Config) -> Module:
     return ServiceBus(config)
 
 
+def _edgestream(config: Config) -> Module:
+    from cores.edge.edgestream import EdgeStream
+
+    return EdgeStream(config)
+
+
 MODULES: Mapping[str, ModuleFactory] = {
     "edgeHub": _edgehub,
     "metaManager": _metamanager,
@@ -57,6 +63,7 @@ MODULES: Mapping[str, ModuleFactory] = {
     "eventBus": _eventbus,
     "deviceTwin": _devicetwin,
     "serviceBus": _servicebus,
+    "edgeStream": _edgestream,
 }
 
 

@@ -25,6 +25,7 @@ def node_config(base: Path, name: str, cloud_host: str, websocket_port: int, htt
     layout = layouts.Layout(base / name / "etc", base / name / "var", base / name / "log")
     document = layouts.edgecore_document(layout, node_name=name, cloud_host=cloud_host, token=token,
                                          websocket_port=websocket_port, https_port=https_port, node_ip="127.0.0.1")
+    document["modules"]["edgeStream"]["enable"] = False  # hollow nodes run no containers to stream
     return configs.Config(configs.overlay(configs.default_document(configs.EDGECORE, hostname=name), document),
                           source=str(layout.edgecore_config))
 

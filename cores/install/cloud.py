@@ -115,8 +115,13 @@ class CloudInstaller:
         return "directories writable, ports free"
 
     def _cloudcore_document(self) -> dict[str, Any]:
+        # The stream server trusts the API server's client CA: the embedded control plane's own, or on a
+        # real cluster the file at tlsStreamCAFile (its ca.crt copied there: the one step it needs).
+        found = find_kubeconfig(self.options.kube_config)
+        embedded = found is None or is_own_controlplane(found, self.layout)
+        stream_ca = self.layout.config_dir / "controlplane" / "pki" / "ca.crt" if embedded else None
         document = layouts.cloudcore_document(self.layout, kubeconfig=self.layout.admin_kubeconfig,
-                                              advertise_address=self.advertise_address)
+                                              advertise_address=self.advertise_address, stream_ca=stream_ca)
         if self.options.advertise_address:
             document["modules"]["cloudHub"]["advertiseAddress"] = [a for a in self.options.advertise_address.split(",") if a]
         apply_sets(document, self.options.sets, configs.CLOUDCORE.schema)

@@ -31,6 +31,8 @@ class Core:
 class Cloud(Core):
     websocket_port: int
     https_port: int
+    tunnel_port: int = 0
+    stream_port: int = 0
 
     def token(self, kubeconfig: Path) -> str:
         from kubernetes import client, config
@@ -54,9 +56,11 @@ def start_cloud(base: Path, plane: ControlPlane, *, modules: dict[str, dict[str,
                 **settings: object) -> Cloud:
     """A CloudCore on ``plane``; ``settings`` are CloudHub's, ``modules`` overrides other modules' settings."""
     layout = layouts.Layout(base / "etc", base / "var", base / "log")
-    ws_port, https_port = free_port(), free_port()
+    ws_port, https_port, tunnel_port = free_port(), free_port(), free_port()
+    stream_port = int(settings.pop("stream_port", 0) or free_port())  # type: ignore[call-overload]
     document = layouts.cloudcore_document(layout, kubeconfig=plane.kubeconfig, advertise_address="127.0.0.1",
-                                          websocket_port=ws_port, https_port=https_port, bind_address="127.0.0.1")
+                                          websocket_port=ws_port, https_port=https_port, bind_address="127.0.0.1",
+                                          tunnel_port=tunnel_port, stream_port=stream_port, stream_ca=plane.ca_file)
     for key, value in settings.items():
         document["modules"]["cloudHub"][key] = value
     for module, overrides in (modules or {}).items():
@@ -64,7 +68,7 @@ def start_cloud(base: Path, plane: ControlPlane, *, modules: dict[str, dict[str,
     config = layouts.write(layout.cloudcore_config, document)
     spec = _spec("cloudcore", layout, config)
     start(spec, ready=lambda: "websocket server listening" in (spec.log_file.read_text() if spec.log_file.exists() else ""))
-    return Cloud(spec, layout, config, ws_port, https_port)
+    return Cloud(spec, layout, config, ws_port, https_port, tunnel_port, stream_port)
 
 
 def start_edge(base: Path, cloud: Cloud, node_name: str, token: str, *, runtime_endpoint: str = "unix:///nonexistent.sock",
@@ -75,7 +79,9 @@ def start_edge(base: Path, cloud: Cloud, node_name: str, token: str, *, runtime_
     layout = layouts.Layout(base / "etc", base / "var", base / "log")
     document = layouts.edgecore_document(layout, node_name=node_name, cloud_host="127.0.0.1", token=token,
                                          websocket_port=websocket_port or cloud.websocket_port, https_port=cloud.https_port,
-                                         node_ip="127.0.0.1", runtime_endpoint=runtime_endpoint)
+                                         node_ip="127.0.0.1", runtime_endpoint=runtime_endpoint,
+                                         tunnel_port=cloud.tunnel_port or 10004, kubelet_port=free_port(),
+                                         read_only_port=free_port())
     document["modules"]["edgeHub"]["heartbeat"] = heartbeat  # tests run the cloud with a short keepalive timeout
     document["modules"]["edged"]["enable"] = edged
     document["modules"]["eventBus"]["mqttServerExternal"] = f"tcp://127.0.0.1:{free_port()}"

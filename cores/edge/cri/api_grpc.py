@@ -78,6 +78,34 @@ class RuntimeServiceBase(abc.ABC):
     async def Status(self, stream: 'grpclib.server.Stream[cores.edge.cri.api_pb2.StatusRequest, cores.edge.cri.api_pb2.StatusResponse]') -> None:
         pass
 
+    @abc.abstractmethod
+    async def Exec(self, stream: 'grpclib.server.Stream[cores.edge.cri.api_pb2.ExecRequest, cores.edge.cri.api_pb2.ExecResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def Attach(self, stream: 'grpclib.server.Stream[cores.edge.cri.api_pb2.AttachRequest, cores.edge.cri.api_pb2.AttachResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def PortForward(self, stream: 'grpclib.server.Stream[cores.edge.cri.api_pb2.PortForwardRequest, cores.edge.cri.api_pb2.PortForwardResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def ContainerStats(self, stream: 'grpclib.server.Stream[cores.edge.cri.api_pb2.ContainerStatsRequest, cores.edge.cri.api_pb2.ContainerStatsResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def ListContainerStats(self, stream: 'grpclib.server.Stream[cores.edge.cri.api_pb2.ListContainerStatsRequest, cores.edge.cri.api_pb2.ListContainerStatsResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def PodSandboxStats(self, stream: 'grpclib.server.Stream[cores.edge.cri.api_pb2.PodSandboxStatsRequest, cores.edge.cri.api_pb2.PodSandboxStatsResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def ListPodSandboxStats(self, stream: 'grpclib.server.Stream[cores.edge.cri.api_pb2.ListPodSandboxStatsRequest, cores.edge.cri.api_pb2.ListPodSandboxStatsResponse]') -> None:
+        pass
+
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
             '/runtime.v1.RuntimeService/Version': grpclib.const.Handler(
@@ -175,6 +203,48 @@ class RuntimeServiceBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 cores.edge.cri.api_pb2.StatusRequest,
                 cores.edge.cri.api_pb2.StatusResponse,
+            ),
+            '/runtime.v1.RuntimeService/Exec': grpclib.const.Handler(
+                self.Exec,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                cores.edge.cri.api_pb2.ExecRequest,
+                cores.edge.cri.api_pb2.ExecResponse,
+            ),
+            '/runtime.v1.RuntimeService/Attach': grpclib.const.Handler(
+                self.Attach,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                cores.edge.cri.api_pb2.AttachRequest,
+                cores.edge.cri.api_pb2.AttachResponse,
+            ),
+            '/runtime.v1.RuntimeService/PortForward': grpclib.const.Handler(
+                self.PortForward,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                cores.edge.cri.api_pb2.PortForwardRequest,
+                cores.edge.cri.api_pb2.PortForwardResponse,
+            ),
+            '/runtime.v1.RuntimeService/ContainerStats': grpclib.const.Handler(
+                self.ContainerStats,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                cores.edge.cri.api_pb2.ContainerStatsRequest,
+                cores.edge.cri.api_pb2.ContainerStatsResponse,
+            ),
+            '/runtime.v1.RuntimeService/ListContainerStats': grpclib.const.Handler(
+                self.ListContainerStats,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                cores.edge.cri.api_pb2.ListContainerStatsRequest,
+                cores.edge.cri.api_pb2.ListContainerStatsResponse,
+            ),
+            '/runtime.v1.RuntimeService/PodSandboxStats': grpclib.const.Handler(
+                self.PodSandboxStats,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                cores.edge.cri.api_pb2.PodSandboxStatsRequest,
+                cores.edge.cri.api_pb2.PodSandboxStatsResponse,
+            ),
+            '/runtime.v1.RuntimeService/ListPodSandboxStats': grpclib.const.Handler(
+                self.ListPodSandboxStats,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                cores.edge.cri.api_pb2.ListPodSandboxStatsRequest,
+                cores.edge.cri.api_pb2.ListPodSandboxStatsResponse,
             ),
         }
 
@@ -277,6 +347,48 @@ class RuntimeServiceStub:
             '/runtime.v1.RuntimeService/Status',
             cores.edge.cri.api_pb2.StatusRequest,
             cores.edge.cri.api_pb2.StatusResponse,
+        )
+        self.Exec = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/runtime.v1.RuntimeService/Exec',
+            cores.edge.cri.api_pb2.ExecRequest,
+            cores.edge.cri.api_pb2.ExecResponse,
+        )
+        self.Attach = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/runtime.v1.RuntimeService/Attach',
+            cores.edge.cri.api_pb2.AttachRequest,
+            cores.edge.cri.api_pb2.AttachResponse,
+        )
+        self.PortForward = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/runtime.v1.RuntimeService/PortForward',
+            cores.edge.cri.api_pb2.PortForwardRequest,
+            cores.edge.cri.api_pb2.PortForwardResponse,
+        )
+        self.ContainerStats = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/runtime.v1.RuntimeService/ContainerStats',
+            cores.edge.cri.api_pb2.ContainerStatsRequest,
+            cores.edge.cri.api_pb2.ContainerStatsResponse,
+        )
+        self.ListContainerStats = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/runtime.v1.RuntimeService/ListContainerStats',
+            cores.edge.cri.api_pb2.ListContainerStatsRequest,
+            cores.edge.cri.api_pb2.ListContainerStatsResponse,
+        )
+        self.PodSandboxStats = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/runtime.v1.RuntimeService/PodSandboxStats',
+            cores.edge.cri.api_pb2.PodSandboxStatsRequest,
+            cores.edge.cri.api_pb2.PodSandboxStatsResponse,
+        )
+        self.ListPodSandboxStats = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/runtime.v1.RuntimeService/ListPodSandboxStats',
+            cores.edge.cri.api_pb2.ListPodSandboxStatsRequest,
+            cores.edge.cri.api_pb2.ListPodSandboxStatsResponse,
         )
 
 

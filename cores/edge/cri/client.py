@@ -180,6 +180,27 @@ class CriClient:
         reply = await self._call(self._runtime.ExecSync, request, extra_time=timeout)
         return ExecResult(reply.exit_code, reply.stdout, reply.stderr)
 
+    # -- streaming and stats ---------------------------------------------------------------------
+
+    async def exec_url(self, container_id: str, cmd: Sequence[str], *, tty: bool, stdin: bool,
+                       stdout: bool, stderr: bool) -> str:
+        """The runtime's streaming-server URL that runs ``cmd`` once a client connects to it."""
+        request = api.ExecRequest(container_id=container_id, cmd=list(cmd), tty=tty, stdin=stdin,
+                                  stdout=stdout, stderr=stderr)
+        return str((await self._call(self._runtime.Exec, request)).url)
+
+    async def attach_url(self, container_id: str, *, tty: bool, stdin: bool, stdout: bool, stderr: bool) -> str:
+        request = api.AttachRequest(container_id=container_id, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
+        return str((await self._call(self._runtime.Attach, request)).url)
+
+    async def port_forward_url(self, pod_sandbox_id: str, ports: Sequence[int] = ()) -> str:
+        request = api.PortForwardRequest(pod_sandbox_id=pod_sandbox_id, port=list(ports))
+        return str((await self._call(self._runtime.PortForward, request)).url)
+
+    async def list_container_stats(self, pod_sandbox_id: str = "") -> list[api.ContainerStats]:
+        request = api.ListContainerStatsRequest(filter=api.ContainerStatsFilter(pod_sandbox_id=pod_sandbox_id))
+        return list((await self._call(self._runtime.ListContainerStats, request)).stats)
+
     # -- images --------------------------------------------------------------------------------
 
     async def list_images(self, image: str = "") -> list[api.Image]:

@@ -78,6 +78,13 @@ class Edged:
         self.report_events = bool(edged.get("reportEvent"))
         self.file_check_every = seconds(kubelet.get("fileCheckFrequency") or "20s") or 20.0
         self.connected = asyncio.Event()
+        address = str(kubelet.get("address") or "127.0.0.1")
+        self.server_address = address
+        self.server_port = int(kubelet.get("port") if kubelet.get("port") is not None else 10250)
+        self.read_only_port = int(kubelet.get("readOnlyPort") or 0)
+        hub = config.modules.edgeHub
+        self.tls_files = (str(hub.tlsCaFile), str(hub.tlsCertFile), str(hub.tlsPrivateKeyFile))
+        self.kubelet_server: Any = None
         self.pods: PodManager | None = None
         self.cri: Any = None
 
@@ -89,7 +96,7 @@ class Edged:
         self.cri = CriClient(self.endpoint, timeout=REQUEST_TIMEOUT)
         self.pods = PodManager(self.requests, self.cri, node_name=self.node_name, node_ip=self.node_ip,
                                root_directory=self.root_directory, logs_root=self.logs_root, report_events=self.report_events)
-        tasks = [asyncio.create_task(self._presence())]
+        tasks = [asyncio.create_task(self._presence()), asyncio.create_task(self._serve_kubelet(), name="edged-server")]
         if self.static_pod_path:
             tasks.append(asyncio.create_task(self._static_pods(), name="edged-static-pods"))
         try:
@@ -108,8 +115,39 @@ class Edged:
                 task.cancel()
             await self.stop()
 
+    async def _serve_kubelet(self) -> None:
+        """The kubelet endpoints (:mod:`.server`): the read-only port at once, the TLS server port
+        once EdgeHub has the node certificate. A port that is taken is logged, Edged goes on."""
+        import ssl
+
+        from cores.edge.edged.server import KubeletServer
+
+        self.kubelet_server = server = KubeletServer(self.pods, self.cri, self.node_name, self.node_ip)
+        if self.read_only_port:
+            try:
+                await server.start(self.server_address, self.read_only_port, None, read_only=True)
+            except OSError as error:
+                log.error("kubelet read-only port %s:%d: %s", self.server_address, self.read_only_port, error)
+        if not self.server_port:
+            return
+        ca, cert, key = self.tls_files
+        while not all(Path(path).exists() for path in self.tls_files):
+            await asyncio.sleep(1)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(cert, key)
+        context.load_verify_locations(ca)
+        context.verify_mode = ssl.CERT_REQUIRED  # a certificate from the KubeEdge CA, checked for this node
+        try:
+            await server.start(self.server_address, self.server_port, context, read_only=False)
+        except OSError as error:
+            log.error("kubelet server port %s:%d: %s", self.server_address, self.server_port, error)
+
     async def stop(self) -> None:
         """Containers keep running when Edged stops (as with kubelet); only our tasks end."""
+        if self.kubelet_server is not None:
+            await self.kubelet_server.stop()
+            self.kubelet_server = None
         if self.pods is not None:
             await self.pods.stop()
             self.pods = None

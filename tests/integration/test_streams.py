@@ -1,0 +1,160 @@
+"""kubectl logs and exec on an edge pod, through the stream tunnel, with nothing configured by hand.
+
+Our control plane, CloudCore (CloudStream: tunnel and stream server) and EdgeCore (EdgeStream and
+Edged's kubelet server) with a real containerd; kubectl 1.32 and Debian's 1.20 (SPDY only; 1.32
+first tries WebSocket, is refused and falls back). The control plane calls the stream server
+directly, which relays through the node's tunnel to Edged, which reads the CRI log file or proxies
+the upgraded connection to containerd's streaming server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cores.controlplane.launcher import ControlPlane, stop
+from cores.runtime import BUSYBOX_IMAGE, Containerd
+from tests.integration.conftest import containerd, free_port, start_controlplane  # noqa: F401 - the shared runtime fixture
+from tests.integration.edgecloud import Cloud, Core, start_cloud, start_edge
+from tests.timeouts import scaled
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+KUBECTL_120 = REPO / ".cache" / "kubectl-1.20" / "usr" / "bin" / "kubectl"
+KUBECTLS = ["kubectl", str(KUBECTL_120)]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, containerd: Containerd) -> Iterator[dict[str, Any]]:  # noqa: F811
+    base = tmp_path_factory.mktemp("streams")
+    stream_port = free_port()
+    plane = start_controlplane(base / "plane", kubeletClient={"streamServer": f"127.0.0.1:{stream_port}"})
+    cloud: Cloud | None = None
+    edge: Core | None = None
+    try:
+        cloud = start_cloud(base / "cloud", plane, stream_port=stream_port)
+        node = f"streams-{uuid.uuid4().hex[:5]}"
+        edge = start_edge(base / "edge", cloud, node, cloud.token(plane.kubeconfig), runtime_endpoint=containerd.endpoint)
+        wait(lambda: "stream tunnel of node" in cloud.log(), 30, "the edge's stream tunnel never came up")
+        pod = f"{node}-app"
+        kubectl(plane, "apply", "-f", "-", stdin=json.dumps({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": "default"},
+            "spec": {"nodeName": node, "restartPolicy": "Always", "containers": [{
+                "name": "app", "image": BUSYBOX_IMAGE,
+                "command": ["sh", "-c", "i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done"]}]}}))
+        wait(lambda: kubectl(plane, "get", "pod", pod, "-o", "jsonpath={.status.phase}") == "Running", 90,
+             "the pod never ran")
+        yield {"plane": plane, "cloud": cloud, "edge": edge, "node": node, "pod": pod}
+    finally:
+        for core in (edge, cloud):
+            if core is not None:
+                core.stop()
+        stop(plane)
+
+
+def run_kubectl(binary: str, plane: ControlPlane, *args: str, stdin: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([binary, f"--kubeconfig={plane.kubeconfig}", *args], input=stdin, capture_output=True,
+                          text=True, timeout=scaled(timeout), check=False)
+
+
+def kubectl(plane: ControlPlane, *args: str, stdin: str | None = None) -> str:
+    done = run_kubectl("kubectl", plane, *args, stdin=stdin)
+    if done.returncode != 0:
+        pytest.fail(f"kubectl {' '.join(args)}: {done.stderr}")
+    return done.stdout.strip()
+
+
+def wait(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + scaled(timeout)
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    pytest.fail(what)
+
+
+@pytest.mark.parametrize("binary", KUBECTLS, ids=["kubectl-1.32", "kubectl-1.20"])
+def test_logs(site: dict[str, Any], binary: str) -> None:
+    plane, pod = site["plane"], site["pod"]
+    wait(lambda: "line-5" in run_kubectl(binary, plane, "logs", pod).stdout, 20, "logs never showed line-5")
+    lines = run_kubectl(binary, plane, "logs", pod).stdout.splitlines()
+    assert lines[:3] == ["line-1", "line-2", "line-3"]
+    tail = run_kubectl(binary, plane, "logs", pod, "--tail=2").stdout.splitlines()
+    assert len(tail) == 2 and all(line.startswith("line-") for line in tail)
+    stamped = run_kubectl(binary, plane, "logs", pod, "--tail=1", "--timestamps").stdout.split()
+    assert stamped[0].endswith("Z") and "T" in stamped[0] and stamped[1].startswith("line-")
+    recent = run_kubectl(binary, plane, "logs", pod, "--since=1s").stdout.splitlines()
+    assert 0 < len(recent) < len(lines)
+
+
+def test_logs_follow_is_live(site: dict[str, Any]) -> None:
+    plane, pod = site["plane"], site["pod"]
+    follow = subprocess.Popen(["kubectl", f"--kubeconfig={plane.kubeconfig}", "logs", "-f", "--tail=1", pod],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert follow.stdout is not None
+        first = follow.stdout.readline().strip()
+        started = time.monotonic()
+        later = [follow.stdout.readline().strip() for _ in range(5)]
+        # the container writes a line every 0.2 s: five more lines come in about a second, live
+        assert time.monotonic() - started < scaled(5)
+        numbers = [int(line.removeprefix("line-")) for line in [first, *later]]
+        assert numbers == list(range(numbers[0], numbers[0] + 6))
+    finally:
+        follow.kill()
+        follow.communicate()
+
+
+@pytest.mark.parametrize("binary", KUBECTLS, ids=["kubectl-1.32", "kubectl-1.20"])
+def test_exec_output_exit_code_and_stdin(site: dict[str, Any], binary: str) -> None:
+    plane, pod = site["plane"], site["pod"]
+    done = run_kubectl(binary, plane, "exec", pod, "--", "sh", "-c", "echo hi; echo oops >&2; exit 3")
+    assert (done.stdout, done.returncode) == ("hi\n", 3), done.stderr
+    assert "oops" in done.stderr
+    done = run_kubectl(binary, plane, "exec", "-i", pod, "--", "sh", "-c", "tr a-z A-Z", stdin="hello edge\n")
+    assert (done.stdout, done.returncode) == ("HELLO EDGE\n", 0), done.stderr
+
+
+def test_refusals(site: dict[str, Any]) -> None:
+    plane, pod = site["plane"], site["pod"]
+    done = run_kubectl("kubectl", plane, "logs", pod, "-c", "nope")
+    assert done.returncode != 0 and "container nope is not valid for pod" in done.stderr
+    done = run_kubectl("kubectl", plane, "logs", "no-such-pod")
+    assert done.returncode != 0 and "not found" in done.stderr
+    done = run_kubectl("kubectl", plane, "exec", pod, "-c", "nope", "--", "true")
+    assert done.returncode != 0 and "container nope is not valid" in done.stderr
+
+
+def test_many_concurrent_streams(site: dict[str, Any]) -> None:
+    """20 logs -f and 5 exec at once on one node: each works, and the node stays Ready."""
+    plane, pod, node = site["plane"], site["pod"], site["node"]
+    env = {**os.environ}
+    follows = [subprocess.Popen(["kubectl", f"--kubeconfig={plane.kubeconfig}", "logs", "-f", "--tail=1", pod],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env) for _ in range(20)]
+    try:
+        execs = [subprocess.Popen(["kubectl", f"--kubeconfig={plane.kubeconfig}", "exec", pod, "--", "sh", "-c",
+                                   f"sleep 1; echo exec-{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for i in range(5)]
+        for i, process in enumerate(execs):
+            out, err = process.communicate(timeout=scaled(60))
+            assert (out, process.returncode) == (f"exec-{i}\n", 0), err
+        for process in follows:
+            assert process.stdout is not None
+            lines = [process.stdout.readline() for _ in range(3)]
+            assert all(line.startswith("line-") for line in lines)
+        assert kubectl(plane, "get", "node", node, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}") == "True"
+    finally:
+        for process in follows:
+            process.kill()
+            process.communicate()
