@@ -223,7 +223,7 @@ class PodStreams:
         protocol, transport = request.protocol, request.transport
         assert transport is not None
         parser = RawParser()
-        protocol.set_parser(parser)  # type: ignore[union-attr]
+        protocol.set_parser(parser)  # type: ignore[union-attr,arg-type]
         if rest:
             transport.write(rest)
 

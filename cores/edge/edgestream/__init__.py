@@ -86,7 +86,7 @@ class EdgeStream:
         while True:
             try:
                 context = certificate.client_context(cafile=str(self.paths.ca), client=self.paths, server_name=self.pinned_name)
-                extra = {"server_hostname": self.pinned_name} if self.pinned_name else {}
+                extra: dict[str, Any] = {"server_hostname": self.pinned_name} if self.pinned_name else {}
                 async with websockets.connect(
                     url, ssl=context, **extra, additional_headers=[
                         (tunnel.HEADER_NODE, self.node_name), (tunnel.HEADER_INTERNAL_IP, self.node_ip),
@@ -208,18 +208,19 @@ class EdgeStream:
         request = local.request
         writer: asyncio.StreamWriter | None = None
         try:
-            reader, writer = await asyncio.wait_for(
+            reader, connected = await asyncio.wait_for(
                 asyncio.open_connection(self.kubelet_host, self.kubelet_port, ssl=self._local_tls()), LOCAL_CONNECT_TIMEOUT)
+            writer = connected
             own = ssl.PEM_cert_to_DER_cert(Path(self.paths.cert).read_text())
-            peer = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            peer = connected.get_extra_info("ssl_object").getpeercert(binary_form=True)
             if peer != own:
                 raise ConnectionError("the kubelet port does not serve this node's certificate")
             lines = [f"{request.method} {request.target} HTTP/1.1", f"Host: {self.kubelet_host}:{self.kubelet_port}"]
             lines += [f"{name}: {value}" for name, values in request.headers.items()
                       if name.lower() not in _SKIP_HEADERS for value in values]
-            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + bytes(local.pending))
+            connected.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + bytes(local.pending))
             local.pending.clear()
-            local.writer = writer
+            local.writer = connected
             body_only = request.type in tunnel.BODY_TYPES and not request.raw_response
             buffered = b""
             if body_only:  # upstream's cloud wants the body alone: it answered 200 itself
