@@ -158,3 +158,44 @@ def test_many_concurrent_streams(site: dict[str, Any]) -> None:
         for process in follows:
             process.kill()
             process.communicate()
+
+
+def test_attach_and_port_forward(site: dict[str, Any]) -> None:
+    """attach to the running container's output; port-forward to a hostNetwork busybox httpd."""
+    import urllib.request
+
+    plane, node = site["plane"], site["node"]
+    attach = subprocess.Popen(["kubectl", f"--kubeconfig={plane.kubeconfig}", "attach", site["pod"]],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert attach.stdout is not None
+        assert [attach.stdout.readline().startswith("line-") for _ in range(3)] == [True, True, True]
+    finally:
+        attach.kill()
+        attach.communicate()
+    port, local = free_port(), free_port()
+    server = f"{node}-httpd"
+    kubectl(plane, "apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": server, "namespace": "default"},
+        "spec": {"nodeName": node, "hostNetwork": True, "containers": [{
+            "name": "httpd", "image": BUSYBOX_IMAGE,
+            "command": ["sh", "-c", f"mkdir -p /www && echo edge-page > /www/index.html && httpd -f -p 127.0.0.1:{port} -h /www"]}]}}))
+    wait(lambda: kubectl(plane, "get", "pod", server, "-o", "jsonpath={.status.phase}") == "Running", 60, "httpd never ran")
+    forward = subprocess.Popen(["kubectl", f"--kubeconfig={plane.kubeconfig}", "port-forward", f"pod/{server}",
+                                f"{local}:{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert forward.stdout is not None
+        assert "Forwarding from" in forward.stdout.readline()
+
+        def page() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=5) as answer:
+                    return str(answer.read().decode())
+            except OSError:
+                return ""
+
+        assert wait(page, 20, "port-forward never served the page") == "edge-page\n"
+    finally:
+        forward.kill()
+        forward.communicate()
+        kubectl(plane, "delete", "pod", server, "--wait=false")
