@@ -107,6 +107,8 @@ def cloudcore_config(cloudcore: Path, base: Path, kubeconfig: Path) -> tuple[dic
     for key in list(stream):
         if key.startswith("tls") and key.endswith("File"):
             stream[key] = stream[key].replace("/etc/kubeedge", str(base))
+    if stream_server:
+        stream.update(enable=True, server=stream_server)
     document["modules"]["iptablesManager"]["enable"] = False
     for folder in ("ca", "certs", "config", "log", "run"):
         (base / folder).mkdir(parents=True, exist_ok=True)
@@ -181,11 +183,13 @@ def real_cluster_specs(apiserver: Path, base: Path, etcd: str = "etcd") -> RealC
 
 def edgecore_spec(edgecore: Path, base: Path, *, node: str, token: str, websocket_port: int, https_port: int,
                   runtime_endpoint: str, pause_image: str, verbosity: int = 2, mqtt_server: str = "",
-                  servicebus_port: int = 0) -> ServiceSpec:
+                  servicebus_port: int = 0, stream_server: str = "") -> ServiceSpec:
     """An upstream edgecore for ``node`` under ``base``, joining a cloud on 127.0.0.1: its default
     config with every path moved under ``base``, eventBus off (no broker) unless ``mqtt_server``
     names an external broker (mqttMode 2), serviceBus on ``servicebus_port`` when given, our
-    containerd, and its kubelet ports moved off the defaults. Call :func:`unmount_under` after stopping it."""
+    containerd, and its kubelet ports moved off the defaults. With ``stream_server`` (host:port of a
+    tunnel server) edgeStream is on, and the read-only port stays 10350: upstream's edgestream
+    requests the URL its cloud sends, which always names 127.0.0.1:10350. Call :func:`unmount_under` after stopping it."""
     document = yaml.safe_load(subprocess.run([str(edgecore), "--defaultconfig"], capture_output=True, text=True,
                                              check=True, timeout=60).stdout)
     for folder in ("ca", "certs", "config", "log", "run", "kubelet", "manifests", "pods-logs", "data"):
@@ -207,7 +211,8 @@ def edgecore_spec(edgecore: Path, base: Path, *, node: str, token: str, websocke
     edged.update(hostnameOverride=node, nodeIP="127.0.0.1", rootDirectory=str(base / "kubelet"), podSandboxImage=pause_image)
     kubelet = edged["tailoredKubeletConfig"]
     kubelet.update(containerRuntimeEndpoint=runtime_endpoint, imageServiceEndpoint=runtime_endpoint,
-                   podLogsDir=str(base / "pods-logs"), staticPodPath=str(base / "manifests"), readOnlyPort=free_port(),
+                   podLogsDir=str(base / "pods-logs"), staticPodPath=str(base / "manifests"),
+                   readOnlyPort=10350 if stream_server else free_port(),
                    makeIPTablesUtilChains=False, port=free_port(), healthzPort=free_port())
     meta = modules["metaManager"]["metaServer"]
     meta.update(server=f"127.0.0.1:{free_port()}", tlsCaFile=str(base / "ca" / "rootCA.crt"),
@@ -216,6 +221,8 @@ def edgecore_spec(edgecore: Path, base: Path, *, node: str, token: str, websocke
     for key in list(stream):
         if key.startswith("tls") and key.endswith("File"):
             stream[key] = stream[key].replace("/etc/kubeedge", str(base))
+    if stream_server:
+        stream.update(enable=True, server=stream_server)
     config = base / "config" / "edgecore.yaml"
     config.write_text(yaml.safe_dump(document))
     return ServiceSpec(component="edgecore", config_dir=base / "config", log_dir=base / "log", run_dir=base / "run",

@@ -24,7 +24,7 @@ import pytest
 from cores.common import supervision
 from cores.controlplane.launcher import ControlPlane, stop
 from cores.runtime import BUSYBOX_IMAGE, Containerd, upstream
-from tests.integration.conftest import containerd, start_controlplane  # noqa: F401 - the shared runtime fixture
+from tests.integration.conftest import containerd, free_port, start_controlplane  # noqa: F401 - the shared runtime fixture
 from tests.integration.edgecloud import start_edge
 from tests.timeouts import scaled
 
@@ -179,14 +179,17 @@ def test_upstream_edgecore_runs_updates_and_deletes_a_pod_through_our_cloudcore(
     from cores.runtime import PAUSE_IMAGE
     from tests.integration.edgecloud import start_cloud
 
+    stream_port = free_port()
     plane = start_controlplane(tmp_path / "plane", controllers={"enable": True, "nodeMonitorGracePeriodSeconds": 8,
-                                                                "nodeMonitorPeriodSeconds": 1})
-    cloud = start_cloud(tmp_path / "cloud", plane)
+                                                                "nodeMonitorPeriodSeconds": 1},
+                               kubeletClient={"streamServer": f"127.0.0.1:{stream_port}"})
+    cloud = start_cloud(tmp_path / "cloud", plane, stream_port=stream_port)
     node = f"upe-{uuid.uuid4().hex[:6]}"
     base = tmp_path / "upstream-edge"
     spec = upstream.edgecore_spec(EDGECORE, base, node=node, token=cloud.token(plane.kubeconfig),
                                   websocket_port=cloud.websocket_port, https_port=cloud.https_port,
-                                  runtime_endpoint=containerd.endpoint, pause_image=PAUSE_IMAGE)
+                                  runtime_endpoint=containerd.endpoint, pause_image=PAUSE_IMAGE,
+                                  stream_server=f"127.0.0.1:{cloud.tunnel_port}")
     try:
         supervision.start(spec)
         ready = "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
@@ -199,13 +202,19 @@ def test_upstream_edgecore_runs_updates_and_deletes_a_pod_through_our_cloudcore(
             {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": node, "namespace": "default"},
              "spec": {"nodeName": node, "hostNetwork": True, "terminationGracePeriodSeconds": 2,
                       "containers": [{"name": "main", "image": BUSYBOX_IMAGE, "command": [
-                          "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+                          "sh", "-c", "echo upstream-edge-started; trap 'exit 0' TERM; while true; do sleep 0.2; done"],
                           "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
                       "volumes": [{"name": "cfg", "configMap": {"name": configmap}}]}}]}
         subprocess.run(["kubectl", f"--kubeconfig={plane.kubeconfig}", "apply", "-f", "-"], input=json.dumps(manifest),
                        text=True, check=True, capture_output=True, timeout=scaled(30))
         wait(lambda: _quiet(plane, "get", "pod", node, "-o", "jsonpath={.status.phase}") == "Running", 90,
              "upstream edgecore never ran the pod")
+        # kubectl logs and exec through our CloudStream and upstream's edgestream (body-only logs, raw exec)
+        wait(lambda: "upstream-edge-started" in _quiet(plane, "logs", node), 60,
+             "kubectl logs never came through upstream's edgestream")
+        done = subprocess.run(["kubectl", f"--kubeconfig={plane.kubeconfig}", "exec", node, "--", "sh", "-c",
+                               "echo hi; exit 3"], capture_output=True, text=True, timeout=scaled(60), check=False)
+        assert (done.stdout, done.returncode) == ("hi\n", 3), done.stderr
         container = next(iter(running_containers(containerd.endpoint, node).values()))
         assert exec_in(containerd.endpoint, container, "cat", "/cfg/v") == "1"
         kubectl(plane, "patch", "configmap", configmap, "--type=merge", "-p", '{"data":{"v":"2"}}')
