@@ -107,8 +107,6 @@ def cloudcore_config(cloudcore: Path, base: Path, kubeconfig: Path) -> tuple[dic
     for key in list(stream):
         if key.startswith("tls") and key.endswith("File"):
             stream[key] = stream[key].replace("/etc/kubeedge", str(base))
-    if stream_server:
-        stream.update(enable=True, server=stream_server)
     document["modules"]["iptablesManager"]["enable"] = False
     for folder in ("ca", "certs", "config", "log", "run"):
         (base / folder).mkdir(parents=True, exist_ok=True)
