@@ -77,11 +77,15 @@ def start_edge(base: Path, cloud: Cloud, node_name: str, token: str, *, runtime_
     """An EdgeCore joined to ``cloud``. ``modules`` overrides module settings; by default EventBus
     (on, as upstream) points at a port nobody listens on, so edges never share a broker by chance."""
     layout = layouts.Layout(base / "etc", base / "var", base / "log")
+    tunnel_port = getattr(cloud, "tunnel_port", 0)
     document = layouts.edgecore_document(layout, node_name=node_name, cloud_host="127.0.0.1", token=token,
                                          websocket_port=websocket_port or cloud.websocket_port, https_port=cloud.https_port,
                                          node_ip="127.0.0.1", runtime_endpoint=runtime_endpoint,
-                                         tunnel_port=cloud.tunnel_port or 10004, kubelet_port=free_port(),
+                                         tunnel_port=tunnel_port or 10004, kubelet_port=free_port(),
                                          read_only_port=free_port())
+    # A cloud without a stream tunnel (upstream's cloudcore keeps cloudStream off by default) gets an
+    # edge with EdgeStream off, rather than one dialling port 10004 of whatever listens there.
+    document["modules"]["edgeStream"]["enable"] = bool(tunnel_port)
     document["modules"]["edgeHub"]["heartbeat"] = heartbeat  # tests run the cloud with a short keepalive timeout
     document["modules"]["edged"]["enable"] = edged
     document["modules"]["eventBus"]["mqttServerExternal"] = f"tcp://127.0.0.1:{free_port()}"

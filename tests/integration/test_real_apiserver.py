@@ -42,10 +42,11 @@ pytestmark = [pytest.mark.slow,
 
 
 class Plane:
-    """What start_cloud needs of a cluster: its admin kubeconfig."""
+    """What start_cloud needs of a cluster: its admin kubeconfig and the CA that signs its clients."""
 
-    def __init__(self, kubeconfig: Path) -> None:
+    def __init__(self, kubeconfig: Path, ca_file: Path) -> None:
         self.kubeconfig = kubeconfig
+        self.ca_file = ca_file
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +108,7 @@ def pod(name: str, node: str, configmap: str) -> dict[str, Any]:
 def test_cloudcore_on_a_real_apiserver_through_a_cut_and_a_restart(cluster: upstream.RealCluster, containerd: Containerd,
                                                                     tmp_path: Path) -> None:
     node = f"real-{uuid.uuid4().hex[:6]}"
-    cloud = start_cloud(tmp_path / "cloud", Plane(cluster.kubeconfig))  # type: ignore[arg-type]
+    cloud = start_cloud(tmp_path / "cloud", Plane(cluster.kubeconfig, cluster.ca_file))  # type: ignore[arg-type]
     proxy = TcpProxy(cloud.websocket_port).start()
     edge = None
     try:
@@ -169,7 +170,7 @@ def test_upstream_edgecore_through_our_cloudcore_on_a_real_apiserver(cluster: up
     from cores.runtime import PAUSE_IMAGE
 
     node = f"realup-{uuid.uuid4().hex[:6]}"
-    cloud = start_cloud(tmp_path / "cloud", Plane(cluster.kubeconfig))  # type: ignore[arg-type]
+    cloud = start_cloud(tmp_path / "cloud", Plane(cluster.kubeconfig, cluster.ca_file))  # type: ignore[arg-type]
     base = tmp_path / "upstream-edge"
     spec = upstream.edgecore_spec(EDGECORE, base, node=node, token=cloud.token(cluster.kubeconfig),
                                   websocket_port=cloud.websocket_port, https_port=cloud.https_port,
