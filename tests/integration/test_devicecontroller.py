@@ -346,6 +346,9 @@ def test_changes_made_while_cloudcore_was_down_reach_the_node_after_its_restart(
     from cores.common.supervision import start as start_service
 
     own = start_cloud(tmp_path / "cloud", controlplane)
+    # CloudHub listens before DeviceController has its first lists: wait for those, so a loaded machine
+    # does not spend the push deadline below on DeviceController's start
+    _wait_sync(lambda: "watching" in own.log() and "device models" in own.log())
     try:
         tls = node_credentials(own, own.token(controlplane.kubeconfig), tmp_path / "n", "dev-s")
 
@@ -358,7 +361,7 @@ def test_changes_made_while_cloudcore_was_down_reach_the_node_after_its_restart(
                         list(yaml.safe_load_all(manifests("dropped", "dev-s", "restart-model")))[1:])
                     await asyncio.to_thread(kubectl, controlplane, "apply", "-f", "-", stdin=text)
                     for name in ("kept", "dropped"):
-                        await edge.wait(lambda name=name: edge.pushes(f"default/device/{name}", "insert"), what=name)
+                        await edge.wait(lambda name=name: edge.pushes(f"default/device/{name}", "insert"), 20, name)
                     kept = edge.pushes("default/device/kept", "insert")[0]["content"]["metadata"]
                     await asyncio.to_thread(_wait_sync, lambda: (object_sync(controlplane, "dev-s", kept["uid"]) or {})
                                             .get("status", {}).get("objectResourceVersion") == kept["resourceVersion"])
@@ -376,6 +379,7 @@ def test_changes_made_while_cloudcore_was_down_reach_the_node_after_its_restart(
         kubectl(controlplane, "delete", "device", "dropped")
         own.spec.log_file.write_text("")
         start_service(own.spec, ready=lambda: "websocket server listening" in own.log())
+        _wait_sync(lambda: "watching" in own.log() and "device models" in own.log())
 
         async def after() -> None:
             async with session(own, "dev-s", tls) as connection:
