@@ -100,40 +100,23 @@ async def summary(cri: Any, node_name: str, pods: Any) -> dict[str, Any]:
 def resource_metrics(summary_document: dict[str, Any]) -> str:
     """The Prometheus text of kubelet's /metrics/resource, from a summary."""
     millis = int(time.time() * 1000)
-    node = summary_document["node"]
-    out = [
-        "# HELP node_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the node in core-seconds",
-        "# TYPE node_cpu_usage_seconds_total counter",
-        f"node_cpu_usage_seconds_total {node['cpu']['usageCoreNanoSeconds'] / 1e9} {millis}",
-        "# HELP node_memory_working_set_bytes [STABLE] Current working set of the node in bytes",
-        "# TYPE node_memory_working_set_bytes gauge",
-        f"node_memory_working_set_bytes {node['memory']['workingSetBytes']} {millis}",
-        "# HELP pod_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the pod in core-seconds",
-        "# TYPE pod_cpu_usage_seconds_total counter",
-    ]
-    pods = summary_document["pods"]
-    for pod in pods:
-        ref = pod["podRef"]
-        out.append(f'pod_cpu_usage_seconds_total{{namespace="{ref["namespace"]}",pod="{ref["name"]}"}} '
-                   f'{pod["cpu"]["usageCoreNanoSeconds"] / 1e9} {millis}')
-    out += ["# HELP pod_memory_working_set_bytes [STABLE] Current working set of the pod in bytes",
-            "# TYPE pod_memory_working_set_bytes gauge"]
-    for pod in pods:
-        ref = pod["podRef"]
-        out.append(f'pod_memory_working_set_bytes{{namespace="{ref["namespace"]}",pod="{ref["name"]}"}} '
-                   f'{pod["memory"]["workingSetBytes"]} {millis}')
-    out += ["# HELP container_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the container in core-seconds",
-            "# TYPE container_cpu_usage_seconds_total counter"]
-    for pod in pods:
-        ref = pod["podRef"]
-        for container in pod["containers"]:
-            out.append(f'container_cpu_usage_seconds_total{{container="{container["name"]}",namespace="{ref["namespace"]}",'
-                       f'pod="{ref["name"]}"}} {container["cpu"]["usageCoreNanoSeconds"] / 1e9} {millis}')
-    out += ["# HELP container_memory_working_set_bytes [STABLE] Current working set of the container in bytes",
-            "# TYPE container_memory_working_set_bytes gauge"]
-    for pod in pods:
-        ref = pod["podRef"]
-        for container in pod["containers"]:
-            out.append(f'container_memory_working_set_bytes{{container="{container["name"]}",namespace="{ref["namespace"]}",'
-                       f'pod="{ref["name"]}"}} {container["memory"]["workingSetBytes"]} {millis}')
+    node, pods = summary_document["node"], summary_document["pods"]
+    # (labels, cpu or memory stats) per level; names and labels come from validated objects, no escaping needed
+    levels: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {
+        "node": [("", node["cpu"], node["memory"])],
+        "pod": [(f'{{namespace="{p["podRef"]["namespace"]}",pod="{p["podRef"]["name"]}"}}', p["cpu"], p["memory"])
+                for p in pods],
+        "container": [(f'{{container="{c["name"]}",namespace="{p["podRef"]["namespace"]}",pod="{p["podRef"]["name"]}"}}',
+                       c["cpu"], c["memory"]) for p in pods for c in p["containers"]],
+    }
+    out: list[str] = []
+    for level, samples in levels.items():
+        out += [f"# HELP {level}_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the {level} in core-seconds",
+                f"# TYPE {level}_cpu_usage_seconds_total counter"]
+        out += [f"{level}_cpu_usage_seconds_total{labels} {cpu['usageCoreNanoSeconds'] / 1e9} {millis}"
+                for labels, cpu, _ in samples]
+        out += [f"# HELP {level}_memory_working_set_bytes [STABLE] Current working set of the {level} in bytes",
+                f"# TYPE {level}_memory_working_set_bytes gauge"]
+        out += [f"{level}_memory_working_set_bytes{labels} {memory['workingSetBytes']} {millis}"
+                for labels, _, memory in samples]
     return "\n".join(out) + "\n"
