@@ -1,9 +1,9 @@
 """Hostile edges, class 7: a node that is gone keeps no key. Two real CloudCores on one control plane.
 
 When a Node is deleted, every certificate issued to it is revoked in the list all CloudCores read
-(``kubeedge/revoked-node-certificates``), its live session is closed, and the same certificate
-can neither connect again (403 at the WebSocket admission, on either CloudCore) nor renew (403
-at the bootstrap server). Each refusal is logged with the node's name, and a bystander node on
+(``kubeedge/revoked-node-certificates``), its live session and its stream tunnel are closed, and
+the same certificate can neither connect again (403 at the WebSocket admission and at the tunnel,
+on either CloudCore) nor renew (403 at the bootstrap server). Each refusal is logged with the node's name, and a bystander node on
 the same CloudCore is not disturbed.
 """
 
@@ -21,10 +21,11 @@ import websockets
 from kubernetes import client, config
 
 from certs import x509 as certs
-from cores.cloud.cloudhub import revocation
+from cores.cloud import revocation
 from cores.controlplane.launcher import ControlPlane
 from cores.edge.edgehub import certificate
 from cores.link import contracts
+from cores.link import stream as tunnel_protocol
 from tests.integration.edgecloud import Cloud, start_cloud
 from tests.integration.hostile import ask, bystander_latency, node_credentials, session
 from tests.integration.test_hostile_certs import BYSTANDER_LIMIT, log_has, unique
@@ -81,9 +82,17 @@ def paths_in(base: Path) -> certificate.CertificatePaths:
     return certificate.CertificatePaths(base / "rootCA.crt", base / "server.crt", base / "server.key")
 
 
-async def refused_status(cloud: Cloud, node: str, context: Any) -> int:
+def tunnel(cloud: Cloud, node: str, context: Any) -> Any:
+    """A raw stream tunnel to CloudStream as ``node`` (the headers upstream's EdgeStream sends)."""
+    return websockets.connect(f"wss://127.0.0.1:{cloud.tunnel_port}{tunnel_protocol.TUNNEL_PATH}", ssl=context,
+                              additional_headers=[(tunnel_protocol.HEADER_NODE, node),
+                                                  (tunnel_protocol.HEADER_INTERNAL_IP, "127.0.0.1")],
+                              ping_interval=None, open_timeout=scaled(10))
+
+
+async def refused_status(cloud: Cloud, node: str, context: Any, opener: Any = session) -> int:
     with pytest.raises(websockets.InvalidStatus) as refused:
-        async with session(cloud, node, context):
+        async with opener(cloud, node, context):
             pass
     return int(refused.value.response.status_code)
 
@@ -100,7 +109,8 @@ def test_a_deleted_node_is_cut_off_on_every_cloudcore(cloud: Cloud, second_cloud
 
     async def scenario() -> dict[str, Any]:
         seen: dict[str, Any] = {}
-        async with session(cloud, gone, gone_tls) as victim, session(cloud, calm_name, calm_tls) as calm:
+        async with session(cloud, gone, gone_tls) as victim, session(cloud, calm_name, calm_tls) as calm, \
+                tunnel(cloud, gone, gone_tls) as victim_tunnel, tunnel(cloud, calm_name, calm_tls) as calm_tunnel:
             await ask(victim, register(gone))
             wait_for(lambda: listed(core_api, revocation.ISSUED).get(serial, {}).get("registered"), 15,
                      "the node's certificate was not marked registered")
@@ -112,8 +122,16 @@ def test_a_deleted_node_is_cut_off_on_every_cloudcore(cloud: Cloud, second_cloud
                     await asyncio.wait_for(victim.recv(), scaled(15))
             seen["closed_after"] = time.monotonic() - deleted
             seen["close"] = (closed.value.rcvd.code, closed.value.rcvd.reason) if closed.value.rcvd else None
+            # the stream tunnel goes too, by CloudStream's own read of the shared list
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(victim_tunnel.recv(), scaled(15))
+            seen["tunnel_closed_after"] = time.monotonic() - deleted
+            seen["tunnel_close"] = (closed.value.rcvd.code, closed.value.rcvd.reason) if closed.value.rcvd else None
+            await calm_tunnel.ping()  # the bystander's tunnel stays up
             latencies.append(await bystander_latency(calm, calm_name))
             seen["again_a"] = await refused_status(cloud, gone, gone_tls)
+            seen["tunnel_again"] = await refused_status(cloud, gone, gone_tls, opener=tunnel)
             latencies.append(await bystander_latency(calm, calm_name))
             seen["latencies"] = latencies
         # the other CloudCore: by its own EdgeController's forget or by reading the shared list
@@ -132,6 +150,11 @@ def test_a_deleted_node_is_cut_off_on_every_cloudcore(cloud: Cloud, second_cloud
     assert seen["close"] == (4003, "node deleted: certificate revoked")
     assert seen["closed_after"] < scaled(5), seen["closed_after"]
     assert seen["again_a"] == 403 and seen["again_b"] == 403
+    assert seen["tunnel_close"] == (1008, "certificate revoked")
+    assert seen["tunnel_closed_after"] < scaled(2 * revocation.POLL_SECONDS + 3), seen["tunnel_closed_after"]
+    assert seen["tunnel_again"] == 403
+    assert log_has(cloud, f"closing the stream tunnel of node {gone}", "is revoked")
+    assert log_has(cloud, f"refused stream tunnel for node {gone}", "is revoked")
     assert max(seen["latencies"]) < scaled(BYSTANDER_LIMIT), seen["latencies"]
 
     revoked = listed(core_api, revocation.REVOKED)

@@ -16,7 +16,7 @@ from typing import Any
 import websockets
 from kubernetes import client, config
 
-from cores.cloud.cloudhub import revocation
+from cores.cloud import revocation
 from cores.controlplane.launcher import ControlPlane
 from tests.integration.edgecloud import start_cloud
 from tests.integration.hostile import ask, bystander_latency, node_credentials, session

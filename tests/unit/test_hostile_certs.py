@@ -25,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certs import x509
 from certs.errors import CertsError, CSRSubjectMismatch, MalformedCSR, UnacceptableKey
-from cores.cloud.cloudhub.revocation import _entries, serial_key
+from cores.cloud.revocation import _entries, serial_key
 from tests.captures import UPSTREAM
 
 CA = x509.create_ca()
@@ -255,7 +255,7 @@ class MemoryKube:
 
 
 def test_revocation_rules_reconcile_and_prune() -> None:
-    from cores.cloud.cloudhub.revocation import ISSUED, REVOKED, Revocations
+    from cores.cloud.revocation import ISSUED, REVOKED, Revocations
 
     async def scenario() -> None:
         kube = MemoryKube()

@@ -5,7 +5,7 @@ the WebSocket server (10000), and moves messages between edge sessions and the c
 up from a node with the ``node/<id>/`` prefix added, down to a node with it stripped.
 
 A deleted Node loses its keys: EdgeController's ``forget`` makes CloudHub revoke every certificate
-issued to the node (:mod:`.revocation`, shared by all CloudCores) and close its session; the
+issued to the node (:mod:`cores.cloud.revocation`, shared by all CloudCores and by CloudStream) and close its session; the
 WebSocket admission and the bootstrap server's renewal refuse a revoked certificate.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from cores.beehive import Context, Message
 from cores.cloud.cloudhub import bootstrap, credentials, objectsync
-from cores.cloud.cloudhub.revocation import Revocations
+from cores.cloud.revocation import Revocations
 from cores.cloud.cloudhub.hub import (NODE_MESSAGE_BURST, NODE_MESSAGE_QPS, SEND_BUFFER_BYTES, WRITE_TIMEOUT_SECONDS, Hub,
                                      HubSettings)
 from cores.cloud.kube import Kube, KubeError

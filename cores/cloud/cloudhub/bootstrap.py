@@ -11,7 +11,7 @@ Anyone who can reach the port may talk to it, so nothing here trusts the peer:
 
 - names (``NodeName``, ``/node/<name>``) are DNS-1123 subdomains before any use;
 - a certificate carries what CloudHub decides (:func:`certs.x509.sign_node_csr`), recorded as
-  issued to the node before it leaves (:mod:`.revocation`); a revoked certificate cannot renew;
+  issued to the node before it leaves (:mod:`cores.cloud.revocation`); a revoked certificate cannot renew;
 - connections are guarded (:class:`ConnectionGuard`): at most :data:`CONNECTIONS_PER_SOURCE` per
   source address and :data:`CONNECTIONS_TOTAL` in all, counted from the TCP accept; the TLS
   handshake must end within :data:`HANDSHAKE_SECONDS`, a request's headers must be in within
@@ -36,7 +36,7 @@ from certs import errors as cert_errors
 from certs import token as tokens
 from certs import x509 as certs
 from cores.cloud.cloudhub.credentials import Credentials
-from cores.cloud.cloudhub.revocation import Revocations, serial_key
+from cores.cloud.revocation import Revocations, serial_key
 from cores.common import names
 
 log = logging.getLogger("kubeedge.cloudhub")

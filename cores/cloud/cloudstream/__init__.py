@@ -7,6 +7,9 @@ Two listeners (upstream ``cloud/pkg/cloudstream``):
   ``SessionHostNameOverride`` (a node opens a tunnel only for itself). When a tunnel comes up the
   node's ``status.daemonEndpoints.kubeletEndpoint.port`` is set to ``commonConfig.tunnelPort``,
   as upstream does, for a kube-apiserver that reaches nodes through a DNAT to the stream server.
+  A certificate on the cluster's revocation list (:mod:`cores.cloud.revocation`, the list CloudHub
+  keeps: a deleted node's certificates) is refused, and a tunnel whose certificate is revoked
+  while it is up is closed within ``POLL_SECONDS``.
 - the stream server (``cloudStream.streamPort``, 10003): kubelet's API for the API server. TLS, and
   a client certificate from ``tlsStreamCAFile`` is required (the control plane's CA: the embedded
   control plane presents its own; a real kube-apiserver its ``--kubelet-client-certificate``).
@@ -32,6 +35,7 @@ from typing import Any
 
 from cores.beehive import Context
 from cores.cloud.kube import Kube, KubeError
+from cores.cloud.revocation import Revocations
 from cores.common.config import Config
 from cores.common.names import is_dns1123_subdomain
 from cores.common.tasks import TaskSupervisor
@@ -58,8 +62,9 @@ class ClientStream:
 
 
 class TunnelSession:
-    def __init__(self, node: str, internal_ip: str, connection: Any, features: set[str]) -> None:
+    def __init__(self, node: str, internal_ip: str, connection: Any, features: set[str], serial: str) -> None:
         self.node = node
+        self.serial = serial  # of the node certificate that opened it, as ssl gives it
         self.internal_ip = internal_ip
         self.connection = connection
         self.features = features
@@ -102,6 +107,7 @@ class CloudStream:
         self.sessions: dict[str, TunnelSession] = {}
         self.ids = itertools.count(1)
         self.tasks = TaskSupervisor(self.name)
+        self.revocations = Revocations(kube)
         self._servers: list[Any] = []
 
     async def start(self, ctx: Context) -> None:
@@ -110,6 +116,9 @@ class CloudStream:
         tunnel_files = [Path(s.tlsTunnelCAFile), Path(s.tlsTunnelCertFile), Path(s.tlsTunnelPrivateKeyFile)]
         while not all(path.exists() for path in tunnel_files):
             await asyncio.sleep(0.5)  # CloudHub writes the CA and its certificate at start
+        await self._load_revocations()
+        self.tasks.keep(lambda: self.revocations.keep_current(prune=False, refreshed=self._close_revoked),
+                        "revocations")
         await self._start_tunnel_server(*tunnel_files)
         await self._start_stream_server(tunnel_files[1], tunnel_files[2])
         try:
@@ -122,6 +131,25 @@ class CloudStream:
         for server in self._servers:
             server.close()
         await self.tasks.close()
+
+    # -- revocation ------------------------------------------------------------------------------
+    async def _load_revocations(self) -> None:
+        """No tunnel is admitted before the revocation list is read (fail closed)."""
+        while True:
+            try:
+                await self.revocations.load()
+                return
+            except (KubeError, OSError) as error:
+                log.warning("stream tunnel server waits for the revocation list: %s", error)
+                await asyncio.sleep(2)
+
+    def _close_revoked(self) -> None:
+        for session in list(self.sessions.values()):
+            if not session.closed and self.revocations.is_revoked(session.serial):
+                log.warning("closing the stream tunnel of node %s: its certificate %s is revoked",
+                            session.node, session.serial)
+                session.close_streams()
+                self.tasks.spawn(session.connection.close(1008, "certificate revoked"), f"revoked-{session.node}")
 
     # -- the tunnel server ---------------------------------------------------------------------
     async def _start_tunnel_server(self, ca: Path, cert: Path, key: Path) -> None:
@@ -153,6 +181,10 @@ class CloudStream:
         if names != [NODE_CN_PREFIX + node]:
             log.warning("refused stream tunnel for node %s: certificate %r speaks for another", node, names)
             return connection.respond(http.HTTPStatus.FORBIDDEN, f"this certificate may not open a tunnel for node {node}\n")
+        serial = str(cert.get("serialNumber", ""))
+        if self.revocations.is_revoked(serial):
+            log.warning("refused stream tunnel for node %s: its certificate %s is revoked", node, serial)
+            return connection.respond(http.HTTPStatus.FORBIDDEN, f"certificate {serial} is revoked\n")
         return None
 
     async def _tunnel(self, connection: Any) -> None:
@@ -162,7 +194,8 @@ class CloudStream:
         node = headers[tunnel.HEADER_NODE].strip()
         internal_ip = headers.get(tunnel.HEADER_INTERNAL_IP, "").strip() or connection.remote_address[0]
         features = {item.strip() for item in headers.get(tunnel.HEADER_FEATURES, "").split(",") if item.strip()}
-        session = TunnelSession(node, internal_ip, connection, features)
+        serial = str((connection.transport.get_extra_info("peercert") or {}).get("serialNumber", ""))
+        session = TunnelSession(node, internal_ip, connection, features, serial)
         previous = self.sessions.get(node)
         self.sessions[node] = session
         if previous is not None:

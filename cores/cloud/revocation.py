@@ -4,7 +4,9 @@ The join token is cluster-wide and a node certificate lives a year, so a deleted
 a working key. Every certificate the bootstrap server signs (join and renewal) is recorded, by
 serial, before it is handed out; when the Node is deleted (EdgeController's ``forget``) all the
 serials issued to it are revoked; CloudHub refuses a revoked certificate at the WebSocket
-admission and at renewal, and closes the node's session.
+admission and at renewal, and closes the node's session. CloudStream reads the same list with its
+own :class:`Revocations` (read only): it refuses a revoked certificate at the tunnel's admission
+and closes a tunnel whose certificate is revoked while it is up.
 
 Both lists live in the cluster, so every CloudCore shares them (namespace ``kubeedge``)::
 
@@ -28,7 +30,7 @@ import asyncio
 import datetime
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from cores.cloud.kube import Kube, KubeError
@@ -239,15 +241,21 @@ class Revocations:
             if expires is not None and expires + EXPIRED_SLACK < now:
                 del self._revoked_here[serial]
 
-    async def keep_current(self) -> None:
-        """Forever: re-read the revoked list every POLL_SECONDS, prune every PRUNE_SECONDS."""
+    async def keep_current(self, prune: bool = True, refreshed: Callable[[], None] | None = None) -> None:
+        """Forever: re-read the revoked list every POLL_SECONDS, prune every PRUNE_SECONDS.
+
+        A reader that only enforces the list (CloudStream) passes ``prune=False``, so one CloudCore
+        has one writer; ``refreshed`` runs after each read, to cut what was revoked meanwhile.
+        """
         loop = asyncio.get_running_loop()
         pruned_at = loop.time()
         while True:
             await asyncio.sleep(POLL_SECONDS)
             try:
                 await self.refresh()
-                if loop.time() - pruned_at >= PRUNE_SECONDS:
+                if refreshed is not None:
+                    refreshed()
+                if prune and loop.time() - pruned_at >= PRUNE_SECONDS:
                     pruned_at = loop.time()
                     await self.prune()
             except (KubeError, OSError) as error:
