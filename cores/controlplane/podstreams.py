@@ -204,7 +204,18 @@ class PodStreams:
         try:
             if rest:
                 await response.write(rest)
-            while data := await reader.read(65536):
+            while True:
+                try:
+                    data = await reader.read(65536)
+                except (ConnectionError, ssl.SSLError) as error:
+                    # The stream server resets a stream whose tunnel broke. End kubectl's response
+                    # unfinished (no last chunk), so it reports an error and not the log's end.
+                    log.warning("logs of pod %s: the stream from its node broke: %s", request.path, error)
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return response
+                if not data:
+                    break
                 await response.write(data)  # a slow reader slows this stream only
             await response.write_eof()
         except ConnectionError:

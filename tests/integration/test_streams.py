@@ -24,6 +24,7 @@ from cores.controlplane.launcher import ControlPlane, stop
 from cores.runtime import BUSYBOX_IMAGE, Containerd
 from tests.integration.conftest import containerd, free_port, start_controlplane  # noqa: F401 - the shared runtime fixture
 from tests.integration.edgecloud import Cloud, Core, start_cloud, start_edge
+from tests.integration.tcp_proxy import TcpProxy
 from tests.timeouts import scaled
 
 pytestmark = pytest.mark.slow
@@ -40,10 +41,13 @@ def site(tmp_path_factory: pytest.TempPathFactory, containerd: Containerd) -> It
     plane = start_controlplane(base / "plane", kubeletClient={"streamServer": f"127.0.0.1:{stream_port}"})
     cloud: Cloud | None = None
     edge: Core | None = None
+    proxy: TcpProxy | None = None
     try:
         cloud = start_cloud(base / "cloud", plane, stream_port=stream_port)
+        proxy = TcpProxy(cloud.tunnel_port).start()  # the tunnel runs through it, so a test can cut it
         node = f"streams-{uuid.uuid4().hex[:5]}"
-        edge = start_edge(base / "edge", cloud, node, cloud.token(plane.kubeconfig), runtime_endpoint=containerd.endpoint)
+        edge = start_edge(base / "edge", cloud, node, cloud.token(plane.kubeconfig), runtime_endpoint=containerd.endpoint,
+                          modules={"edgeStream": {"server": f"127.0.0.1:{proxy.port}"}})
         wait(lambda: "stream tunnel of node" in cloud.log(), 30, "the edge's stream tunnel never came up")
         pod = f"{node}-app"
         kubectl(plane, "apply", "-f", "-", stdin=json.dumps({
@@ -53,11 +57,13 @@ def site(tmp_path_factory: pytest.TempPathFactory, containerd: Containerd) -> It
                 "command": ["sh", "-c", "i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done"]}]}}))
         wait(lambda: kubectl(plane, "get", "pod", pod, "-o", "jsonpath={.status.phase}") == "Running", 90,
              "the pod never ran")
-        yield {"plane": plane, "cloud": cloud, "edge": edge, "node": node, "pod": pod}
+        yield {"plane": plane, "cloud": cloud, "edge": edge, "node": node, "pod": pod, "proxy": proxy}
     finally:
         for core in (edge, cloud):
             if core is not None:
                 core.stop()
+        if proxy is not None:
+            proxy.stop()
         stop(plane)
 
 
@@ -199,3 +205,59 @@ def test_attach_and_port_forward(site: dict[str, Any]) -> None:
         forward.kill()
         forward.communicate()
         kubectl(plane, "delete", "pod", server, "--wait=false")
+
+
+@pytest.mark.parametrize("binary", KUBECTLS, ids=["kubectl-1.32", "kubectl-1.20"])
+def test_logs_previous_after_a_restart(site: dict[str, Any], binary: str) -> None:
+    """--previous gives the run before the restart; without it, the current run."""
+    plane, node = site["plane"], site["node"]
+    pod = f"{node}-restarts-{binary.count('/')}"
+    kubectl(plane, "apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": "default"},
+        "spec": {"nodeName": node, "restartPolicy": "Always", "containers": [{
+            "name": "app", "image": BUSYBOX_IMAGE,
+            "command": ["sh", "-c", "echo run-$(cat /proc/sys/kernel/random/uuid); sleep 1; exit 1"]}]}}))
+    try:
+        wait(lambda: int(kubectl(plane, "get", "pod", pod, "-o",
+                                 "jsonpath={.status.containerStatuses[0].restartCount}") or 0) >= 1, 90,
+             "the container never restarted")
+
+        def runs() -> tuple[str, str] | None:
+            previous = run_kubectl(binary, plane, "logs", pod, "--previous")
+            current = run_kubectl(binary, plane, "logs", pod)
+            if previous.returncode or current.returncode:
+                return None
+            return previous.stdout.strip(), current.stdout.strip()
+
+        previous, current = wait(runs, 30, "logs --previous never answered")
+        assert previous.startswith("run-") and current.startswith("run-"), (previous, current)
+        assert previous != current and len(previous.splitlines()) == 1
+        done = run_kubectl(binary, plane, "logs", site["pod"], "--previous")
+        assert done.returncode != 0 and "previous terminated container" in done.stderr, done.stderr
+    finally:
+        kubectl(plane, "delete", "pod", pod, "--wait=false")
+
+
+def test_a_cut_tunnel_ends_the_session_and_comes_back(site: dict[str, Any]) -> None:
+    """The tunnel reset under a live logs -f: kubectl ends with an error, and logs works again within 10 s."""
+    plane, pod, proxy, cloud = site["plane"], site["pod"], site["proxy"], site["cloud"]
+    follow = subprocess.Popen(["kubectl", f"--kubeconfig={plane.kubeconfig}", "logs", "-f", "--tail=1", pod],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert follow.stdout is not None
+        assert follow.stdout.readline().startswith("line-")
+        downs = cloud.log().count(f"stream tunnel of node {site['node']} is down")
+        proxy.reset_all(accept=True)
+        cut = time.monotonic()
+        _, err = follow.communicate(timeout=scaled(30))
+        assert follow.returncode != 0, "kubectl logs -f ended as if the log had ended"
+        assert "unexpected EOF" in err, err  # the body cut short, as kubectl reports a kubelet that broke
+        assert time.monotonic() - cut < scaled(15)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.communicate()
+    wait(lambda: cloud.log().count(f"stream tunnel of node {site['node']} is down") > downs, 10,
+         "CloudStream never saw the tunnel go down")
+    wait(lambda: "line-" in run_kubectl("kubectl", plane, "logs", pod, "--tail=1", timeout=10).stdout, 10,
+         "kubectl logs did not work again within 10 s of the cut")

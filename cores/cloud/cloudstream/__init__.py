@@ -29,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import socket
 import ssl
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,7 @@ class ClientStream:
         self.window = tunnel.ReceiveWindow(window)
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.done = asyncio.Event()
+        self.cut = False  # ended by a fault (tunnel down, stream overrun), not by the edge's end
 
 
 class TunnelSession:
@@ -90,6 +93,7 @@ class TunnelSession:
     def close_streams(self) -> None:
         self.closed = True
         for client in list(self.streams.values()):
+            client.cut = True
             client.queue.put_nowait(None)
         self.streams.clear()
 
@@ -230,6 +234,7 @@ class CloudStream:
             if client.window.buffered > limit:
                 log.warning("node %s: stream %d overran its window or its client stopped reading; cut",
                             session.node, frame.connect_id)
+                client.cut = True
                 self._finish(session, client, notify=True)
                 return
             client.queue.put_nowait(frame.data)
@@ -285,6 +290,15 @@ class CloudStream:
             log.warning("stream server: %s", refusal.message)
             writer.write(f"HTTP/1.1 {refusal.status} {refusal.reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
                          f"Connection: close\r\n\r\n{refusal.message}\n".encode())
+        except _Cut as cut:
+            # Reset, not a clean close: a log read to EOF would look like the log's end, and the
+            # caller (kube-apiserver, our control plane, kubectl) must see that it broke.
+            log.info("stream server: %s", cut)
+            sock = writer.get_extra_info("socket")
+            if sock is not None:  # SO_LINGER 0: close() sends RST; a FIN would read as a clean EOF
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
             pass
         except Exception:  # noqa: BLE001 - a bug answers this one request; the server goes on
@@ -338,6 +352,9 @@ class CloudStream:
         finally:
             upload.cancel()
             self._finish(session, client, notify=True)
+        if client.cut:
+            raise _Cut(f"node {node}: stream {connect_id} ({path}) was cut: "
+                       f"{'the tunnel went down' if session.closed else 'its client stopped reading'}")
 
     async def _upload(self, session: TunnelSession, client: ClientStream, reader: asyncio.StreamReader) -> None:
         """Client -> edge (stdin, SPDY frames): read at the pace the tunnel takes it."""
@@ -380,6 +397,10 @@ class CloudStream:
                     return tunnel.FrameType.METRIC_CONNECT, session.node
             raise _Refusal(503, "Service Unavailable", f"no edge node {host!r} has a stream tunnel")
         raise _Refusal(404, "Not Found", f"{path[:120]}: not found")
+
+
+class _Cut(Exception):
+    """A relayed stream that ended by a fault: its client connection is reset."""
 
 
 class _Refusal(Exception):
