@@ -153,7 +153,28 @@ class PodStreams:
         finally:
             writer.close()
 
-    async def _open(self, method: str, target: str, request: web.Request, node: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def kubelet_get(self, node: str, target: str, limit: int = 16 * 1024 * 1024) -> bytes:
+        """A plain GET of an edge node's kubelet API (stats) through the stream server: its body."""
+        if not self.stream_server:
+            raise errors.ApiError(503, "ServiceUnavailable", "kubeletClient.streamServer is not configured")
+        reader, writer = await self._open("GET", target, None, node)
+        try:
+            status, _headers, rest = await self._response_head(reader, node)
+            if status != 200:
+                raise _kubelet_error(status, await self._error_body(rest, reader))
+            body = bytearray(rest)
+            async with asyncio.timeout(HEAD_TIMEOUT):
+                while data := await reader.read(65536):
+                    body += data
+                    if len(body) > limit:
+                        raise errors.ApiError(502, "InternalError", f"node {node} answered {target} with over {limit} bytes")
+            return bytes(body)
+        except TimeoutError:
+            raise errors.ApiError(504, "Timeout", f"node {node} did not finish {target} in {HEAD_TIMEOUT:g}s") from None
+        finally:
+            writer.close()
+
+    async def _open(self, method: str, target: str, request: web.Request | None, node: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         host, _, port = self.stream_server.rpartition(":")
         try:
             reader, writer = await asyncio.wait_for(
@@ -162,7 +183,7 @@ class PodStreams:
             raise errors.ApiError(503, "ServiceUnavailable", f"CloudCore's stream server {self.stream_server} is "
                                   f"unreachable: {error}") from None
         lines = [f"{method} {target} HTTP/1.1", f"Host: {node}:10350", "User-Agent: kubeedge-controlplane"]
-        if method != "GET":
+        if method != "GET" and request is not None:
             for name, value in request.headers.items():
                 if name.lower() in _UPGRADE_HEADERS:
                     lines.append(f"{name}: {value}")

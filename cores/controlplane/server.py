@@ -32,12 +32,12 @@ from typing import Any
 from aiohttp import web
 
 from cores.common.config import Config
-from cores.controlplane import (controllers, discovery, errors, openapi, openapi_v2proto, pki, podstreams, protobuf, protoencode,
+from cores.controlplane import (controllers, discovery, errors, metrics, openapi, openapi_v2proto, pki, podstreams, protobuf, protoencode,
                                 serviceaccounts, views)
 from cores.controlplane.api import Api, check_definition, parse_json_body, parse_resource_version, selector_matcher
 from cores.controlplane.bootstrap import bootstrap_objects
 from cores.controlplane.limits import MAX_RESOURCE_VERSION, ServerLimits
-from cores.controlplane.registry import Registry, ResourceType
+from cores.controlplane.registry import BUILTINS, Registry, ResourceType
 from cores.controlplane.selectors import selector_fields
 from cores.controlplane.store import Store
 from cores.controlplane.transport import GatedTLSSite
@@ -93,7 +93,7 @@ class ApiServer:
         self.config = config
         self.limits = limits or ServerLimits.from_config(config)
         data_dir = Path(config.dataDir)
-        self.registry = Registry()
+        self.registry = Registry((*BUILTINS, *metrics.RESOURCES))  # metrics.k8s.io: served, never stored
         self.store = Store(data_dir / "state.db", selector_fields, watch_queue_size=config.watchQueueSize)
         self.api = Api(self.store, self.registry, config.serviceClusterIPRange, self.limits.max_json_depth)
         self.tokens = {t["token"]: User(t.get("user", ""), _with_authenticated(t.get("groups") or ()), t.get("uid", ""))
@@ -109,6 +109,7 @@ class ApiServer:
         kubelet_client = config.get("kubeletClient") or {}
         self.pod_streams = podstreams.PodStreams(self.api, self.registry, str(kubelet_client.get("streamServer") or ""),
                                                  str(paths.admin_cert), str(paths.admin_key))
+        self.metrics = metrics.Metrics(self._node_summary)
 
     # application --------------------------------------------------------------------------
     def application(self) -> web.Application:
@@ -295,6 +296,8 @@ class ApiServer:
             return await self._scale(request, target, verb, dry_run)
         if sub in podstreams.SUBRESOURCES and resource.kind == "Pod":
             return await self.pod_streams.serve(request, namespace or "", name, sub)
+        if resource.group == metrics.GROUP:
+            return respond(await self._metrics(request, target))
         if verb == "get":
             _query_resource_version(query)
             item = await self.api.get(resource, namespace, name)
@@ -361,6 +364,31 @@ class ApiServer:
             raise errors.method_not_allowed(verb, request.path)
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip() if verb == "patch" else ""
         return respond(await self.api.write_scale(resource, namespace, name, await request.read(), content_type, dry_run))
+
+    async def _node_summary(self, node: str) -> dict[str, Any]:
+        return metrics.parse_summary(await self.pod_streams.kubelet_get(node, "/stats/summary"))
+
+    async def _metrics(self, request: web.Request, target: Target) -> dict[str, Any]:
+        """metrics.k8s.io: the selected nodes or pods, with the usage their nodes report."""
+        selector = request.query.get("labelSelector", "")
+        nodes = self.registry.get("", "v1", "nodes")
+        assert nodes is not None
+        if target.resource is metrics.NODE_METRICS:
+            if target.name:
+                return await self.metrics.node_metrics([json.loads(await self.api.get(nodes, None, target.name))],
+                                                       target.name)
+            _, items, _ = await self.api.list(nodes, None, label_selector=selector)
+            return await self.metrics.node_metrics([json.loads(item) for item in items], "")
+        pods = self.registry.get("", "v1", "pods")
+        assert pods is not None
+        if target.name:
+            selected = [json.loads(await self.api.get(pods, target.namespace, target.name))]
+        else:
+            _, items, _ = await self.api.list(pods, target.namespace, label_selector=selector)
+            selected = [json.loads(item) for item in items]
+        _, node_items, _ = await self.api.list(nodes, None, label_selector=metrics.EDGE_LABEL)
+        edge_nodes = {json.loads(item)["metadata"]["name"] for item in node_items}
+        return await self.metrics.pod_metrics(selected, edge_nodes, target.name)
 
     async def _review(self, request: web.Request, resource: ResourceType, body: Any) -> dict[str, Any]:
         version = resource.version

@@ -261,3 +261,48 @@ def test_a_cut_tunnel_ends_the_session_and_comes_back(site: dict[str, Any]) -> N
          "CloudStream never saw the tunnel go down")
     wait(lambda: "line-" in run_kubectl("kubectl", plane, "logs", pod, "--tail=1", timeout=10).stdout, 10,
          "kubectl logs did not work again within 10 s of the cut")
+
+
+def _millicores(text: str) -> int:
+    return int(text[:-1]) if text.endswith("m") else int(float(text) * 1000)
+
+
+@pytest.mark.parametrize("binary", KUBECTLS, ids=["kubectl-1.32", "kubectl-1.20"])
+def test_top_node_and_pod(site: dict[str, Any], binary: str) -> None:
+    """kubectl top reads metrics.k8s.io, which the control plane fills from the node's stats through the tunnel."""
+    plane, node = site["plane"], site["node"]
+    burner = f"{node}-burn-{binary.count('/')}"
+    kubectl(plane, "apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": burner, "namespace": "default", "labels": {"top": burner}},
+        "spec": {"nodeName": node, "containers": [{"name": "burn", "image": BUSYBOX_IMAGE,
+                                                   "command": ["sh", "-c", "while :; do :; done"]}]}}))
+    try:
+        wait(lambda: kubectl(plane, "get", "pod", burner, "-o", "jsonpath={.status.phase}") == "Running", 60,
+             "the burner never ran")
+
+        def top_pods() -> dict[str, tuple[int, str]] | None:
+            done = run_kubectl(binary, plane, "top", "pod", "--no-headers")
+            rows = {fields[0]: (_millicores(fields[1]), fields[2]) for fields in map(str.split, done.stdout.splitlines())
+                    if len(fields) == 3}
+            return rows if done.returncode == 0 and burner in rows and site["pod"] in rows else None
+
+        def burning() -> dict[str, tuple[int, str]] | None:
+            rows = top_pods()
+            return rows if rows and rows[burner][0] >= 200 else None
+
+        rows = wait(burning, 45, "kubectl top pod never showed the burner using CPU")
+        assert rows[site["pod"]][0] < rows[burner][0], rows  # the quiet pod is quiet
+        assert rows[burner][1].endswith("Mi"), rows
+        selected = run_kubectl(binary, plane, "top", "pod", "-l", f"top={burner}", "--no-headers").stdout.split()
+        assert selected[0] == burner, selected
+
+        done = run_kubectl(binary, plane, "top", "node", node, "--no-headers")
+        fields = done.stdout.split()
+        assert done.returncode == 0 and fields[0] == node, done.stderr
+        cpu, cpu_percent, memory, memory_percent = fields[1:5]
+        assert _millicores(cpu) >= 200 and cpu_percent.endswith("%") and memory.endswith("Mi") \
+            and memory_percent.endswith("%"), fields
+    finally:
+        kubectl(plane, "delete", "pod", burner, "--wait=false", "--grace-period=0", "--force")
+    done = run_kubectl(binary, plane, "top", "pod", "no-such-pod")
+    assert done.returncode != 0 and "not found" in done.stderr, done.stderr
