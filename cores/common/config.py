@@ -159,7 +159,7 @@ CONTROLPLANE_SCHEMA: dict[str, Any] = {
     "serviceClusterIPRange": "str",
     "watchQueueSize": "int",
     # Where the kubelet API of edge nodes is: CloudCore's stream server (host:port; "": none).
-    "kubeletClient": {"streamServer": "str"},
+    "kubeletClient": {"streamServer": "str", "caFile": "str"},
     "controllers": {"enable": "bool", "nodeMonitorGracePeriodSeconds": "float", "nodeMonitorPeriodSeconds": "float",
                     "resyncPeriodSeconds": "float"},
 }

@@ -5,7 +5,8 @@ options into kubelet's query (``PodExecOptions`` ``stdin`` becomes kubelet's ``i
 calls the kubelet API; for an edge node that API is CloudCore's stream server
 (``kubeletClient.streamServer``), reached directly, with no DNAT. It presents the admin client
 certificate (the stream server trusts this control plane's CA) and checks the stream server's
-certificate against the KubeEdge CA kept in ``kubeedge/casecret``.
+certificate against the KubeEdge CA kept in ``kubeedge/casecret`` (or ``kubeletClient.caFile``
+when set, for a stream server with a certificate of its own, as upstream's ``stream.crt``).
 
 Logs are streamed through; an upgrade (SPDY, for exec, attach and port-forward) is passed on byte
 for byte once the kubelet side answered 101. A WebSocket upgrade (kubectl 1.30+ tries
@@ -20,9 +21,11 @@ import base64
 import json
 import logging
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
+import h11
 from aiohttp import web
 
 from cores.controlplane import errors
@@ -34,6 +37,7 @@ EDGE_LABEL = "node-role.kubernetes.io/edge"
 CONNECT_TIMEOUT = 10.0
 HEAD_TIMEOUT = 30.0
 MAX_ERROR_BODY = 64 * 1024
+MAX_HEAD_BYTES = 64 * 1024
 _UPGRADE_HEADERS = ("connection", "upgrade", "x-stream-protocol-version")
 SUBRESOURCES = frozenset({"log", "exec", "attach", "portforward"})
 
@@ -101,17 +105,81 @@ def kubelet_target(sub: str, pod: dict[str, Any], query: Any) -> str:
     return f"/{sub}/{namespace}/{name}/{container}?" + urlencode(params)
 
 
+class KubeletAnswer:
+    """The answer to one GET through the stream server, read with h11 (sans-I/O HTTP/1.1)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: h11.Connection,
+                 node: str) -> None:
+        self.reader, self.writer, self.connection, self.node = reader, writer, connection, node
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+
+    async def _next(self) -> Any:
+        while True:
+            event = self.connection.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            self.connection.receive_data(await self.reader.read(65536))  # b"" at EOF: h11 judges the framing
+
+    async def head(self) -> None:
+        try:
+            async with asyncio.timeout(HEAD_TIMEOUT):
+                event = await self._next()
+                while isinstance(event, h11.InformationalResponse):
+                    event = await self._next()
+        except TimeoutError:
+            raise errors.ApiError(504, "Timeout", f"node {self.node} did not answer within {HEAD_TIMEOUT:g}s") from None
+        except (h11.ProtocolError, ConnectionError, ssl.SSLError) as error:
+            raise errors.ApiError(502, "InternalError", f"node {self.node} answered with a malformed head: {error}") from None
+        if not isinstance(event, h11.Response):
+            raise errors.ApiError(503, "ServiceUnavailable", f"node {self.node} closed the stream without an answer")
+        self.status = event.status_code
+        self.headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers]
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The body's bytes; ends at the message's end, raises h11.ProtocolError if it broke off."""
+        while True:
+            event = await self._next()
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                return
+
+    async def error_text(self) -> str:
+        text = bytearray()
+        try:
+            async with asyncio.timeout(5):
+                async for data in self.body():
+                    text += data
+                    if len(text) >= MAX_ERROR_BODY:
+                        break
+        except (TimeoutError, h11.ProtocolError, ConnectionError, ssl.SSLError):
+            pass
+        return bytes(text[:MAX_ERROR_BODY]).decode("utf-8", "replace").strip()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class PodStreams:
-    def __init__(self, api: Any, registry: Any, stream_server: str, client_cert: str, client_key: str) -> None:
+    def __init__(self, api: Any, registry: Any, stream_server: str, client_cert: str, client_key: str,
+                 ca_file: str = "") -> None:
         self.api = api
         self.registry = registry
         self.stream_server = stream_server
         self.client_cert, self.client_key = client_cert, client_key
+        self.ca_file = ca_file  # kubeletClient.caFile (kube-apiserver's --kubelet-certificate-authority)
 
     async def _context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False  # the configured address is pinned; the chain is checked
         context.load_cert_chain(self.client_cert, self.client_key)
+        if self.ca_file:  # a stream server whose certificate another CA signed (upstream's: stream.crt)
+            try:
+                context.load_verify_locations(self.ca_file)
+            except (OSError, ssl.SSLError) as error:
+                raise errors.ApiError(503, "ServiceUnavailable", f"kubeletClient.caFile {self.ca_file}: {error}") from None
+            return context
         secrets = self.registry.get("", "v1", "secrets")
         try:
             secret = json.loads(await self.api.get(secrets, "kubeedge", "casecret"))
@@ -143,12 +211,15 @@ class PodStreams:
         if sub != "log" and not upgrade:
             raise errors.bad_request("Upgrade request required")
         target = kubelet_target(sub, pod, request.query)
-        method = "GET" if sub == "log" else request.method
-        reader, writer = await self._open(method, target, request, node_name)
+        if sub == "log":
+            return await self._logs(request, await self._get(target, node_name))
+        reader, writer = await self._open(request.method, target, request, node_name)
         try:
             status, headers, rest = await self._response_head(reader, node_name)
-            if sub == "log":
-                return await self._logs(request, status, rest, reader)
+            if sub == "portforward" and status == 404:
+                # upstream KubeEdge's stream server has no port-forward route (and its tunnel no type for it)
+                raise errors.bad_request(f"port-forward to pods on node {node_name} is not served by the stream server "
+                                         f"{self.stream_server}: upstream KubeEdge's CloudStream has no port-forward")
             return await self._upgrade(request, status, headers, rest, reader, writer)
         finally:
             writer.close()
@@ -157,31 +228,53 @@ class PodStreams:
         """A plain GET of an edge node's kubelet API (stats) through the stream server: its body."""
         if not self.stream_server:
             raise errors.ApiError(503, "ServiceUnavailable", "kubeletClient.streamServer is not configured")
-        reader, writer = await self._open("GET", target, None, node)
+        answer = await self._get(target, node)
         try:
-            status, _headers, rest = await self._response_head(reader, node)
-            if status != 200:
-                raise _kubelet_error(status, await self._error_body(rest, reader))
-            body = bytearray(rest)
+            body = bytearray()
             async with asyncio.timeout(HEAD_TIMEOUT):
-                while data := await reader.read(65536):
+                async for data in answer.body():
                     body += data
                     if len(body) > limit:
                         raise errors.ApiError(502, "InternalError", f"node {node} answered {target} with over {limit} bytes")
             return bytes(body)
         except TimeoutError:
             raise errors.ApiError(504, "Timeout", f"node {node} did not finish {target} in {HEAD_TIMEOUT:g}s") from None
+        except (ConnectionError, ssl.SSLError, h11.ProtocolError) as error:
+            raise errors.ApiError(502, "InternalError", f"node {node} broke off {target}: {error}") from None
         finally:
-            writer.close()
+            answer.close()
 
-    async def _open(self, method: str, target: str, request: web.Request | None, node: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         host, _, port = self.stream_server.rpartition(":")
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, int(port), ssl=await self._context()), CONNECT_TIMEOUT)
+            return await asyncio.wait_for(asyncio.open_connection(host, int(port), ssl=await self._context()),
+                                          CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ssl.SSLError) as error:
             raise errors.ApiError(503, "ServiceUnavailable", f"CloudCore's stream server {self.stream_server} is "
                                   f"unreachable: {error}") from None
+
+    async def _get(self, target: str, node: str) -> KubeletAnswer:
+        """A GET whose answer is read by its HTTP framing (h11): chunked, sized or to the close.
+
+        The framing tells a body that ended from one that broke off; our stream server sends the
+        edge's close-delimited answer, upstream's (Go's net/http) a chunked one on a kept-alive
+        connection, which reading to EOF would wait on forever.
+        """
+        reader, writer = await self._connect()
+        connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
+        writer.write(connection.send(h11.Request(method="GET", target=target, headers=[
+            ("Host", f"{node}:10350"), ("User-Agent", "kubeedge-controlplane"), ("Connection", "close")])))
+        writer.write(connection.send(h11.EndOfMessage()))
+        answer = KubeletAnswer(reader, writer, connection, node)
+        try:
+            await answer.head()
+        except BaseException:
+            answer.close()
+            raise
+        return answer
+
+    async def _open(self, method: str, target: str, request: web.Request | None, node: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await self._connect()
         lines = [f"{method} {target} HTTP/1.1", f"Host: {node}:10350", "User-Agent: kubeedge-controlplane"]
         if method != "GET" and request is not None:
             for name, value in request.headers.items():
@@ -217,31 +310,34 @@ class PodStreams:
             pass
         return body[:MAX_ERROR_BODY].decode("utf-8", "replace").strip()
 
-    async def _logs(self, request: web.Request, status: int, rest: bytes, reader: asyncio.StreamReader) -> web.StreamResponse:
-        if status != 200:
-            raise _kubelet_error(status, await self._error_body(rest, reader))
-        response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
-        await response.prepare(request)
+    async def _logs(self, request: web.Request, answer: KubeletAnswer) -> web.StreamResponse:
         try:
-            if rest:
-                await response.write(rest)
+            if answer.status != 200:
+                raise _kubelet_error(answer.status, await answer.error_text())
+            response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+            await response.prepare(request)
+            body = answer.body()
             while True:
                 try:
-                    data = await reader.read(65536)
-                except (ConnectionError, ssl.SSLError) as error:
-                    # The stream server resets a stream whose tunnel broke. End kubectl's response
-                    # unfinished (no last chunk), so it reports an error and not the log's end.
+                    data = await anext(body)
+                except StopAsyncIteration:
+                    break
+                except (ConnectionError, ssl.SSLError, h11.ProtocolError) as error:
+                    # The stream server resets a stream whose tunnel broke (or a chunked answer
+                    # stops short). End kubectl's response unfinished (no last chunk), so it
+                    # reports an error and not the log's end.
                     log.warning("logs of pod %s: the stream from its node broke: %s", request.path, error)
                     if request.transport is not None:
                         request.transport.abort()
                     return response
-                if not data:
-                    break
-                await response.write(data)  # a slow reader slows this stream only
+                try:
+                    await response.write(data)  # a slow reader slows this stream only
+                except ConnectionError:
+                    return response  # kubectl went away (logs -f ended): closing our side ends the stream at the edge
             await response.write_eof()
-        except ConnectionError:
-            pass  # kubectl went away (logs -f ended): closing our side ends the stream at the edge
-        return response
+            return response
+        finally:
+            answer.close()
 
     async def _upgrade(self, request: web.Request, status: int, headers: list[tuple[str, str]], rest: bytes,
                        reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> web.StreamResponse:

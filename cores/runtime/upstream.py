@@ -84,6 +84,8 @@ class UpstreamCloud:
     config: Path
     websocket_port: int
     https_port: int
+    tunnel_port: int = 0  # cloudStream's, when it is enabled
+    stream_port: int = 0
 
     def log(self) -> str:
         return self.spec.log_file.read_text(errors="replace") if self.spec.log_file.exists() else ""
@@ -113,16 +115,31 @@ def cloudcore_config(cloudcore: Path, base: Path, kubeconfig: Path) -> tuple[dic
     return document, websocket_port, https_port
 
 
-def cloudcore_spec(cloudcore: Path, base: Path, kubeconfig: Path, verbosity: int = 2, router_port: int = 0) -> UpstreamCloud:
-    """An upstream cloudcore under ``base``; its Router on 127.0.0.1:``router_port`` when given."""
+def cloudcore_spec(cloudcore: Path, base: Path, kubeconfig: Path, verbosity: int = 2, router_port: int = 0,
+                   stream_tls: tuple[Path, Path, Path] | None = None, stream_port: int = 0) -> UpstreamCloud:
+    """An upstream cloudcore under ``base``; its Router on 127.0.0.1:``router_port`` when given.
+
+    ``stream_tls`` (client CA, certificate, key of the stream server) enables cloudStream on free
+    ports: upstream's tunnel serves CloudHub's certificate, and its stream server exits at start
+    without these files. Both bind every address (upstream listens on ``:port``).
+    """
     document, websocket_port, https_port = cloudcore_config(cloudcore, base, kubeconfig)
     if router_port:
         document["modules"]["router"].update(enable=True, address="127.0.0.1", port=router_port)
+    tunnel_port = 0
+    if stream_tls is None:
+        stream_port = 0
+    else:
+        tunnel_port, stream_port = free_port(), stream_port or free_port()
+        ca, cert, key = stream_tls
+        document["modules"]["cloudStream"].update(enable=True, tunnelPort=tunnel_port, streamPort=stream_port,
+                                                  tlsStreamCAFile=str(ca), tlsStreamCertFile=str(cert),
+                                                  tlsStreamPrivateKeyFile=str(key))
     config = base / "config" / "cloudcore.yaml"
     config.write_text(yaml.safe_dump(document))
     spec = ServiceSpec(component="cloudcore", config_dir=base / "config", log_dir=base / "log", run_dir=base / "run",
                        argv=(str(cloudcore), "--config", str(config), f"-v={verbosity}"), readiness_timeout=60.0)
-    return UpstreamCloud(spec, config, websocket_port, https_port)
+    return UpstreamCloud(spec, config, websocket_port, https_port, tunnel_port, stream_port)
 
 
 # --- a real kube-apiserver on Debian's etcd ---------------------------------------------------
