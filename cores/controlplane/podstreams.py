@@ -20,7 +20,9 @@ import asyncio
 import base64
 import json
 import logging
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
@@ -372,6 +374,14 @@ class PodStreams:
         finally:
             for task in tasks:
                 task.cancel()
+            broken = tasks[1].done() and not tasks[1].cancelled() and tasks[1].exception() is not None
+            if broken:
+                # the stream server reset the stream (its tunnel broke): reset kubectl's connection too
+                log.warning("%s: the stream from its node broke: %s", request.path, tasks[1].exception())
+                sock = transport.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                transport.abort()
             protocol.force_close()  # type: ignore[union-attr]
         return response
 

@@ -306,3 +306,31 @@ def test_top_node_and_pod(site: dict[str, Any], binary: str) -> None:
         kubectl(plane, "delete", "pod", burner, "--wait=false", "--grace-period=0", "--force")
     done = run_kubectl(binary, plane, "top", "pod", "no-such-pod")
     assert done.returncode != 0 and "not found" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("binary", KUBECTLS, ids=["kubectl-1.32", "kubectl-1.20"])
+def test_a_cut_tunnel_ends_an_exec_session(site: dict[str, Any], binary: str) -> None:
+    """The tunnel reset under a running exec: the session ends at once, and exec works again within 10 s.
+
+    The exit code is the client's to choose: kubectl's SPDY client (1.32 and 1.20 alike) reports a
+    connection that broke before the status as success (exit 0), whatever the server does; the
+    control plane resets kubectl's connection (RST), so nothing looks like a clean end on the wire.
+    """
+    plane, pod, proxy = site["plane"], site["pod"], site["proxy"]
+    session = subprocess.Popen([binary, f"--kubeconfig={plane.kubeconfig}", "exec", pod, "--", "sh", "-c",
+                                "echo started; sleep 60; echo finished"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert session.stdout is not None
+        assert session.stdout.readline().strip() == "started"
+        proxy.reset_all(accept=True)
+        cut = time.monotonic()
+        out, err = session.communicate(timeout=scaled(30))
+        assert "finished" not in out
+        assert time.monotonic() - cut < scaled(15)
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.communicate()
+    wait(lambda: run_kubectl(binary, plane, "exec", pod, "--", "echo", "again", timeout=10).stdout == "again\n", 10,
+         "kubectl exec did not work again within 10 s of the cut")
