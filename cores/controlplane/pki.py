@@ -3,8 +3,10 @@
 Its CA is separate from the KubeEdge CA that signs edge nodes, as in a real cluster: the API
 server's serving certificate and the admin's client certificate (``O=system:masters``) come from
 it. Files, under ``pkiDir``: ``ca.crt``/``ca.key``, ``apiserver.crt``/``apiserver.key``,
-``admin.crt``/``admin.key``, and ``sa.key``/``sa.pub`` (the key that signs service-account
-tokens). Existing files are reused, so restarts keep every credential.
+``admin.crt``/``admin.key``, ``apiserver-kubelet-client.crt``/``.key`` (what the control plane
+presents to CloudCore's stream server, kube-apiserver's ``--kubelet-client-certificate``: no
+group, so it is nobody on the API itself), and ``sa.key``/``sa.pub`` (the key that signs
+service-account tokens). Existing files are reused, so restarts keep every credential.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import yaml
 
 ADMIN_USER = "kubernetes-admin"
 ADMIN_GROUP = "system:masters"
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
 CLUSTER_NAME = "kubeedge"
 _CLUSTER_DNS = ("kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
 
@@ -53,6 +56,14 @@ class Pki:
         return self.directory / "admin.key"
 
     @property
+    def kubelet_client_cert(self) -> Path:
+        return self.directory / "apiserver-kubelet-client.crt"
+
+    @property
+    def kubelet_client_key(self) -> Path:
+        return self.directory / "apiserver-kubelet-client.key"
+
+    @property
     def service_account_key(self) -> Path:
         return self.directory / "sa.key"
 
@@ -74,7 +85,7 @@ def ensure_pki(directory: Path, ip_addresses: list[str], dns_names: list[str], s
     """Create whatever of the CA, serving and admin certificates is missing; keep what exists."""
     pki = Pki(directory)
     files = (pki.ca_cert, pki.ca_key, pki.server_cert, pki.server_key, pki.admin_cert, pki.admin_key,
-             pki.service_account_key, pki.service_account_public_key)
+             pki.kubelet_client_cert, pki.kubelet_client_key, pki.service_account_key, pki.service_account_public_key)
     if all(path.exists() for path in files):
         return pki  # restarts need no key material in memory (and not cryptography's ~10 MB)
     from certs import x509 as certs
@@ -103,6 +114,12 @@ def ensure_pki(directory: Path, ip_addresses: list[str], dns_names: list[str], s
         )
         _write_private(pki.admin_key, certs.key_to_pem(key))
         _write_private(pki.admin_cert, certs.cert_to_pem(admin))
+    if not (pki.kubelet_client_cert.exists() and pki.kubelet_client_key.exists()):
+        key = certs.generate_key()
+        client = certs.create_client_cert(ca_cert, ca_key, key, common_name=KUBELET_CLIENT_USER, organizations=[],
+                                          validity=datetime.timedelta(days=3650))
+        _write_private(pki.kubelet_client_key, certs.key_to_pem(key))
+        _write_private(pki.kubelet_client_cert, certs.cert_to_pem(client))
     if not (pki.service_account_key.exists() and pki.service_account_public_key.exists()):
         from cryptography.hazmat.primitives import serialization
 

@@ -3,8 +3,9 @@
 As kube-apiserver does for a kubelet, the control plane checks the pod and its container, turns the
 options into kubelet's query (``PodExecOptions`` ``stdin`` becomes kubelet's ``input`` ...), and
 calls the kubelet API; for an edge node that API is CloudCore's stream server
-(``kubeletClient.streamServer``), reached directly, with no DNAT. It presents the admin client
-certificate (the stream server trusts this control plane's CA) and checks the stream server's
+(``kubeletClient.streamServer``), reached directly, with no DNAT. It presents its kubelet client
+certificate (``apiserver-kubelet-client.crt``, no group: the stream server trusts this control
+plane's CA) and checks the stream server's
 certificate against the KubeEdge CA kept in ``kubeedge/casecret`` (or ``kubeletClient.caFile``
 when set, for a stream server with a certificate of its own, as upstream's ``stream.crt``).
 

@@ -108,7 +108,7 @@ class ApiServer:
         paths = pki.Pki(Path(config.pkiDir))
         kubelet_client = config.get("kubeletClient") or {}
         self.pod_streams = podstreams.PodStreams(self.api, self.registry, str(kubelet_client.get("streamServer") or ""),
-                                                 str(paths.admin_cert), str(paths.admin_key),
+                                                 str(paths.kubelet_client_cert), str(paths.kubelet_client_key),
                                                  str(kubelet_client.get("caFile") or ""))
         self.metrics = metrics.Metrics(self._node_summary)
 

@@ -383,3 +383,14 @@ def test_watch_bookmarks_and_timeout(controlplane: ControlPlane) -> None:
     # no secret in kube-public (its one configmap is kube-root-ca.crt): only the bookmark shortly before the timeout
     assert [e["type"] for e in events] == ["BOOKMARK"]
     assert events[0]["object"]["kind"] == "Secret" and int(events[0]["object"]["metadata"]["resourceVersion"]) > 0
+
+
+def test_the_kubelet_client_certificate_is_nobody_on_the_api(controlplane: ControlPlane) -> None:
+    """What the control plane presents to CloudCore's stream server is not the admin: 403 on the API."""
+    pki = controlplane.ca_file.parent
+    context = ssl.create_default_context(cafile=str(controlplane.ca_file))
+    context.load_cert_chain(pki / "apiserver-kubelet-client.crt", pki / "apiserver-kubelet-client.key")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(controlplane.url + "/api/v1/namespaces/kubeedge/secrets", context=context, timeout=10)
+    assert refused.value.code == 403
+    assert 'User "kube-apiserver-kubelet-client"' in json.loads(refused.value.read())["message"]
