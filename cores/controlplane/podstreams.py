@@ -21,9 +21,7 @@ import asyncio
 import base64
 import json
 import logging
-import socket
 import ssl
-import struct
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
@@ -31,6 +29,7 @@ from urllib.parse import urlencode
 import h11
 from aiohttp import web
 
+from cores.common.reset import reset
 from cores.controlplane import errors
 from cores.link.http import HeadError, parse_head, split_head
 
@@ -379,10 +378,7 @@ class PodStreams:
             if broken:
                 # the stream server reset the stream (its tunnel broke): reset kubectl's connection too
                 log.warning("%s: the stream from its node broke: %s", request.path, tasks[1].exception())
-                sock = transport.get_extra_info("socket")
-                if sock is not None:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                transport.abort()
+                reset(transport)
             protocol.force_close()  # type: ignore[union-attr]
         return response
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 import threading
+
+from cores.common.reset import reset
 
 
 class TcpProxy:
@@ -63,11 +63,7 @@ class TcpProxy:
 
     @staticmethod
     def _abort(writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            # SO_LINGER 0 makes close() send RST instead of FIN: the peer sees a reset link.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        writer.transport.abort()
+        reset(writer.transport)  # RST, not FIN: the peer sees a reset link
 
     def reset_all(self, accept: bool = False) -> None:
         """Reset every relayed connection; refuse new ones until ``restore()``."""

@@ -29,9 +29,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import socket
 import ssl
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ from cores.cloud.kube import Kube, KubeError
 from cores.cloud.revocation import Revocations
 from cores.common.config import Config
 from cores.common.names import is_dns1123_subdomain
+from cores.common.reset import reset
 from cores.common.tasks import TaskSupervisor
 from cores.link import stream as tunnel
 from cores.link.http import HeadError, header, parse_head, split_head
@@ -294,10 +293,7 @@ class CloudStream:
             # Reset, not a clean close: a log read to EOF would look like the log's end, and the
             # caller (kube-apiserver, our control plane, kubectl) must see that it broke.
             log.info("stream server: %s", cut)
-            sock = writer.get_extra_info("socket")
-            if sock is not None:  # SO_LINGER 0: close() sends RST; a FIN would read as a clean EOF
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
+            reset(writer.transport)
             return
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
             pass
