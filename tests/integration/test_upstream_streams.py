@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +22,11 @@ import pytest
 
 from certs import x509 as certs
 from cores.common import supervision
-from cores.controlplane.launcher import ControlPlane, stop
+from cores.controlplane.launcher import stop
 from cores.runtime import BUSYBOX_IMAGE, Containerd, upstream
 from tests.integration.conftest import containerd, free_port, start_controlplane  # noqa: F401 - the shared runtime fixture
 from tests.integration.edgecloud import Core, start_edge
+from tests.integration.test_streams import KUBECTLS, kubectl, run_kubectl, wait
 from tests.timeouts import scaled
 
 CLOUDCORE = upstream.binary("cloudcore")
@@ -34,8 +34,6 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(CLOUDCORE is None, reason=f"upstream cloudcore not found: set {upstream.BIN_ENV} "
                                                           "to a directory of unpacked upstream binaries (scripts/test.sh does)")]
 REPO = Path(__file__).resolve().parents[2]
-KUBECTL_120 = REPO / ".cache" / "kubectl-1.20" / "usr" / "bin" / "kubectl"
-KUBECTLS = ["kubectl", str(KUBECTL_120)]
 
 
 def stream_server_tls(base: Path) -> tuple[Path, Path, Path]:
@@ -87,28 +85,6 @@ def site(tmp_path_factory: pytest.TempPathFactory, containerd: Containerd) -> It
         if cloud is not None:
             supervision.stop(cloud.spec, grace=scaled(10))
         stop(plane)
-
-
-def run_kubectl(binary: str, plane: ControlPlane, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([binary, f"--kubeconfig={plane.kubeconfig}", *args], input=stdin, capture_output=True,
-                          text=True, timeout=scaled(60), check=False)
-
-
-def kubectl(plane: ControlPlane, *args: str, stdin: str | None = None) -> str:
-    done = run_kubectl("kubectl", plane, *args, stdin=stdin)
-    if done.returncode != 0:
-        pytest.fail(f"kubectl {' '.join(args)}: {done.stderr}")
-    return done.stdout.strip()
-
-
-def wait(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + scaled(timeout)
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    pytest.fail(what)
 
 
 @pytest.mark.parametrize("binary", KUBECTLS, ids=["kubectl-1.32", "kubectl-1.20"])
