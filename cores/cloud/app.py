@@ -69,6 +69,12 @@ def _cloudstream(config: Config) -> Module:
     return CloudStream(config, kube_for(config))
 
 
+def _iptablesmanager(config: Config) -> Module:
+    from cores.cloud.iptablesmanager import IptablesManager
+
+    return IptablesManager(config, kube_for(config))
+
+
 MODULES: Mapping[str, ModuleFactory] = {
     "cloudHub": _cloudhub,
     "edgeController": _edgecontroller,
@@ -76,6 +82,7 @@ MODULES: Mapping[str, ModuleFactory] = {
     "syncController": _synccontroller,
     "router": _router,
     "cloudStream": _cloudstream,
+    "iptablesManager": _iptablesmanager,
 }
 
 

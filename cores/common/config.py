@@ -91,7 +91,6 @@ CLOUDCORE = ConfigKind(
         "modules.deviceController.buffer",
         "modules.deviceController.load",
         "modules.taskManager",
-        "modules.iptablesManager",
     ),
 )
 

@@ -48,7 +48,8 @@ class Layout:
 
 def cloudcore_document(layout: Layout, *, kubeconfig: Path, advertise_address: str,
                        websocket_port: int = 10000, https_port: int = 10002, bind_address: str = "0.0.0.0",
-                       tunnel_port: int = 10004, stream_port: int = 10003, stream_ca: Path | None = None) -> dict[str, Any]:
+                       tunnel_port: int = 10004, stream_port: int = 10003, stream_ca: Path | None = None,
+                       iptables_manager: bool = False) -> dict[str, Any]:
     document = configs.default_document(configs.CLOUDCORE, address=advertise_address)
     paths = layout.certificate_paths()
     hub = document["modules"]["cloudHub"]
@@ -65,6 +66,9 @@ def cloudcore_document(layout: Layout, *, kubeconfig: Path, advertise_address: s
         tlsStreamCAFile=str(stream_ca or layout.config_dir / "ca" / "streamCA.crt"),
         tlsStreamCertFile=str(layout.config_dir / "certs" / "stream.crt"),
         tlsStreamPrivateKeyFile=str(layout.config_dir / "certs" / "stream.key"))
+    # The DNAT to the stream server is for a real kube-apiserver only (upstream's default is on): the
+    # embedded control plane calls the stream server itself, and the host's iptables stay untouched.
+    document["modules"]["iptablesManager"].update(enable=iptables_manager, mode="internal")
     return document
 
 

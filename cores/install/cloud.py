@@ -120,8 +120,11 @@ class CloudInstaller:
         found = find_kubeconfig(self.options.kube_config)
         embedded = found is None or is_own_controlplane(found, self.layout)
         stream_ca = self.layout.config_dir / "controlplane" / "pki" / "ca.crt" if embedded else None
+        # On a real cluster the API server dials edge nodes' kubelet port, which only a DNAT to the
+        # stream server answers: the iptables manager makes it (internal mode, as upstream).
         document = layouts.cloudcore_document(self.layout, kubeconfig=self.layout.admin_kubeconfig,
-                                              advertise_address=self.advertise_address, stream_ca=stream_ca)
+                                              advertise_address=self.advertise_address, stream_ca=stream_ca,
+                                              iptables_manager=not embedded)
         if self.options.advertise_address:
             document["modules"]["cloudHub"]["advertiseAddress"] = [a for a in self.options.advertise_address.split(",") if a]
         apply_sets(document, self.options.sets, configs.CLOUDCORE.schema)

@@ -72,7 +72,8 @@ def test_unknown_command_is_a_usage_error() -> None:
 
 
 # Modules that need a cluster, a cloud or a runtime are off here: these tests are about `keadm run` itself.
-IMPLEMENTED = {"cloud": ("cloudHub", "edgeController", "deviceController", "syncController", "router", "cloudStream"),
+IMPLEMENTED = {"cloud": ("cloudHub", "edgeController", "deviceController", "syncController", "router", "cloudStream",
+                         "iptablesManager"),
                "edge": ("edgeHub", "metaManager", "edged", "eventBus", "deviceTwin", "serviceBus", "edgeStream")}
 
 
@@ -80,8 +81,7 @@ def _write_config(tmp_path: Path, side: str) -> Path:
     document = configs.default_document(configs.KINDS[side], "127.0.0.1", "e2e-node")
     for module in IMPLEMENTED[side]:
         document["modules"][module]["enable"] = False
-    if side == "edge":
-        document["modules"]["taskManager"]["enable"] = True  # every default edge module exists now
+    document["modules"]["taskManager"]["enable"] = True  # every default module exists now, on both sides
     path = tmp_path / f"{side}core.yaml"
     path.write_text(configs.dump(document))
     return path
@@ -107,7 +107,7 @@ def _expect_running_then_clean_stop(process: subprocess.Popen[str], side: str) -
         text = "".join(lines)
         assert "is running" in text, text
         assert "not implemented yet, so not running" in text
-        assert (" taskManager" in text) if side == "edge" else (" iptablesManager" in text)
+        assert " taskManager" in text
         process.send_signal(signal.SIGTERM)
         assert process.wait(scaled(10)) == 0
         rest = process.stderr.read()

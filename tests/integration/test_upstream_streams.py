@@ -78,6 +78,11 @@ def site(tmp_path_factory: pytest.TempPathFactory, containerd: Containerd) -> It
                 "command": ["sh", "-c", "i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done"]}]}}))
         wait(lambda: kubectl(plane, "get", "pod", pod, "-o", "jsonpath={.status.phase}") == "Running", 90,
              "the pod never ran through upstream cloudcore")
+        # the pod may run before EdgeStream's tunnel is up (it waits for the node certificate): a
+        # stream asked for before then gets upstream's "can not find <node> session"
+        cloud_log = cloud.log
+        wait(lambda: f"get a new tunnel agent hostname {node}" in cloud_log(), 30,
+             "our EdgeStream never reached upstream's tunnel server")
         yield {"plane": plane, "cloud": cloud, "edge": edge, "node": node, "pod": pod}
     finally:
         if edge is not None:
@@ -111,13 +116,20 @@ def test_logs_follow_through_upstream_cloudstream(site: dict[str, Any]) -> None:
         follow.communicate()
 
 
+def stream_logs(site: dict[str, Any]) -> str:
+    """What both ends of the tunnel logged about streams: for a failure seen only under load."""
+    edge = [line for line in site["edge"].log().splitlines() if "stream" in line.lower()]
+    cloud = [line for line in site["cloud"].log().splitlines() if "stream" in line.lower() or "tunnel" in line.lower()]
+    return "\nedge:\n" + "\n".join(edge[-20:]) + "\nupstream cloudcore:\n" + "\n".join(cloud[-20:])
+
+
 @pytest.mark.parametrize("binary", KUBECTLS, ids=["kubectl-1.32", "kubectl-1.20"])
 def test_exec_through_upstream_cloudstream(site: dict[str, Any], binary: str) -> None:
     plane, pod = site["plane"], site["pod"]
     done = run_kubectl(binary, plane, "exec", pod, "--", "sh", "-c", "echo hi; exit 3")
-    assert (done.stdout, done.returncode) == ("hi\n", 3), done.stderr
+    assert (done.stdout, done.returncode) == ("hi\n", 3), done.stderr + stream_logs(site)
     done = run_kubectl(binary, plane, "exec", "-i", pod, "--", "sh", "-c", "tr a-z A-Z", stdin="hello upstream\n")
-    assert (done.stdout, done.returncode) == ("HELLO UPSTREAM\n", 0), done.stderr
+    assert (done.stdout, done.returncode) == ("HELLO UPSTREAM\n", 0), done.stderr + stream_logs(site)
 
 
 def test_port_forward_is_refused_by_upstream_with_a_clear_error(site: dict[str, Any]) -> None:

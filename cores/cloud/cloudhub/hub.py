@@ -232,6 +232,10 @@ class Hub:
         try:
             async for frame in connection:
                 await session.throttle(asyncio.get_running_loop().time())
+                if session.cut_reason:
+                    # frames the connection had already read stay queued after the cut; a flooding
+                    # node's would take seconds at its throttled rate, and they are not worth reading
+                    break
                 await self._on_frame(session, frame)
         except websockets.ConnectionClosed:
             pass

@@ -5,8 +5,10 @@ Two listeners (upstream ``cloud/pkg/cloudstream``):
 - the tunnel server (``cloudStream.tunnelPort``, 10004): each edge's EdgeStream keeps one
   WebSocket here. TLS with a node certificate from the KubeEdge CA, whose CN must name the node in
   ``SessionHostNameOverride`` (a node opens a tunnel only for itself). When a tunnel comes up the
-  node's ``status.daemonEndpoints.kubeletEndpoint.port`` is set to ``commonConfig.tunnelPort``,
-  as upstream does, for a kube-apiserver that reaches nodes through a DNAT to the stream server.
+  node's ``status.daemonEndpoints.kubeletEndpoint.port`` is set to the tunnel port, as upstream
+  does, for a kube-apiserver that reaches nodes through a DNAT to the stream server. With the
+  iptables manager on, that port is claimed in the record all CloudCores share
+  (:mod:`cores.cloud.tunnelport`, 10351 for the first); else it is ``commonConfig.tunnelPort``.
   A certificate on the cluster's revocation list (:mod:`cores.cloud.revocation`, the list CloudHub
   keeps: a deleted node's certificates) is refused, and a tunnel whose certificate is revoked
   while it is up is closed within ``POLL_SECONDS``.
@@ -35,6 +37,7 @@ from typing import Any
 
 from cores.beehive import Context
 from cores.cloud.kube import Kube, KubeError
+from cores.cloud import tunnelport
 from cores.cloud.revocation import Revocations
 from cores.common.config import Config
 from cores.common.names import is_dns1123_subdomain
@@ -48,6 +51,7 @@ log = logging.getLogger("kubeedge.cloudstream")
 NODE_CN_PREFIX = "system:node:"
 HEAD_TIMEOUT = 10.0
 MAX_BUFFERED = 8 * 1024 * 1024
+NEGOTIATE_ATTEMPTS = 15  # 2 s apart: CloudCore may start before its API server answers
 _SKIP_HEADERS = {"host", "content-length", "transfer-encoding"}
 
 
@@ -106,6 +110,10 @@ class CloudStream:
         self.settings = config.modules.cloudStream
         self.kube = kube
         self.kubelet_port = int(config.commonConfig.tunnelPort or 10350)
+        manager = config.modules.get("iptablesManager") or {}
+        self.negotiate_port = bool(manager.get("enable"))
+        advertised = list(config.modules.cloudHub.get("advertiseAddress") or [])
+        self.advertise_ip = str(advertised[0]) if advertised else ""
         self.address = str(config.modules.cloudHub.websocket.address or "0.0.0.0")
         self.sessions: dict[str, TunnelSession] = {}
         self.ids = itertools.count(1)
@@ -120,6 +128,8 @@ class CloudStream:
         while not all(path.exists() for path in tunnel_files):
             await asyncio.sleep(0.5)  # CloudHub writes the CA and its certificate at start
         await self._load_revocations()
+        if self.negotiate_port:
+            await self._negotiate_tunnel_port()
         self.tasks.keep(lambda: self.revocations.keep_current(prune=False, refreshed=self._close_revoked),
                         "revocations")
         await self._start_tunnel_server(*tunnel_files)
@@ -134,6 +144,25 @@ class CloudStream:
         for server in self._servers:
             server.close()
         await self.tasks.close()
+
+    async def _negotiate_tunnel_port(self) -> None:
+        """Claim this CloudCore's tunnel port before any node's endpoint is set to it; with the API
+        away, try for a while, then keep ``commonConfig.tunnelPort`` (and say so)."""
+        base = self.kubelet_port
+        for attempt in range(NEGOTIATE_ATTEMPTS):
+            try:
+                self.kubelet_port = await tunnelport.negotiate(self.kube, self.advertise_ip, base)
+                log.info("tunnel port %d (the kubelet endpoint port of edge nodes, DNATed to the stream server)",
+                         self.kubelet_port)
+                return
+            except tunnelport.RecordError as error:
+                log.error("tunnel port not negotiated, %d kept: %s", base, error)
+                return
+            except (KubeError, OSError) as error:
+                if attempt == NEGOTIATE_ATTEMPTS - 1:
+                    log.error("tunnel port not negotiated, %d kept: %s", base, error)
+                    return
+                await asyncio.sleep(2)
 
     # -- revocation ------------------------------------------------------------------------------
     async def _load_revocations(self) -> None:

@@ -36,6 +36,15 @@ log = logging.getLogger("kubeedge.edgecontroller")
 Handler = Callable[[str, ObjectResource, Message], Awaitable[Message | None]]
 
 
+def _cloud_owned_left_out(patch: Any) -> Any:
+    """A node status patch without ``daemonEndpoints``: the cloud owns the kubelet endpoint port
+    (CloudStream sets the tunnel port there, which the API server dials and the iptables manager
+    DNATs), and an edge's own 10350 must not undo it. Upstream's EdgeController keeps the stored port too."""
+    if isinstance(patch, dict) and isinstance(patch.get("status"), dict) and "daemonEndpoints" in patch["status"]:
+        return {**patch, "status": {k: v for k, v in patch["status"].items() if k != "daemonEndpoints"}}
+    return patch
+
+
 def _strip_meta_type(obj: dict[str, Any]) -> dict[str, Any]:
     # Upstream's ObjectResp carries the typed object, which Go serialises without kind/apiVersion.
     return {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
@@ -433,7 +442,7 @@ class EdgeController(_Downstream):
                 patch = json.loads(patch)
             except ValueError:
                 return contracts.object_reply(message, None, bad_request("nodepatch content is not JSON"))
-        patched = await self.kube.patch_node_status(node, patch)
+        patched = await self.kube.patch_node_status(node, _cloud_owned_left_out(patch))
         return contracts.object_reply(message, _strip_meta_type(patched), resource_version=patched["metadata"].get("resourceVersion", ""))
 
     async def _query_node(self, node: str, resource: ObjectResource, message: Message) -> Message:
@@ -517,8 +526,8 @@ class EdgeController(_Downstream):
     async def _legacy_node_status(self, node: str, resource: ObjectResource, message: Message) -> None:
         """Older edges' ``nodestatus`` update (``NodeStatusRequest{UID, Status, ExtendResources}``): no reply."""
         request = message.content if isinstance(message.content, dict) else {}
-        await self.kube.request("PATCH", f"/api/v1/nodes/{node}/status", {"status": request.get("Status") or {}},
-                                content_type="application/merge-patch+json")
+        patch = _cloud_owned_left_out({"status": request.get("Status") or {}})
+        await self.kube.request("PATCH", f"/api/v1/nodes/{node}/status", patch, content_type="application/merge-patch+json")
         return None
 
     async def _service_account_token(self, node: str, resource: ObjectResource, message: Message) -> Message:
