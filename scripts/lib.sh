@@ -14,6 +14,9 @@ APT_PACKAGES=(systemd containerd runc containernetworking-plugins busybox-static
 APT_PACKAGES+=(etcd-server)
 # mosquitto: the external MQTT broker (EventBus mqttMode 2) of the device tests and the demo.
 APT_PACKAGES+=(mosquitto)
+# iptables and iproute2: CloudCore's iptables manager (DNAT to the stream server on a real cluster),
+# tested inside a network namespace the test makes with ip netns.
+APT_PACKAGES+=(iptables iproute2)
 # kubectl drives the control plane tests; the machine image ships v1.32, Debian's package is 1.20.
 command -v kubectl >/dev/null 2>&1 || APT_PACKAGES+=(kubernetes-client)
 

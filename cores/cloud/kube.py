@@ -76,11 +76,18 @@ class Kube:
             )
             response = self.api_client.call_api(*serialized, _request_timeout=30)
             response.read()
-            data = json.loads(response.data or b"{}")
-            if response.status >= 400:
+            try:
+                data = json.loads(response.data or b"{}")
+            except ValueError:
+                # kube-apiserver answers "404 page not found" in plain text for a path it does not
+                # serve yet (a CRD just created): an error like any other, never a crash
+                data = None
+            if response.status >= 400 or not isinstance(data, dict):
+                text = bytes(response.data or b"")[:200].decode("utf-8", "replace").strip()
                 raise KubeError(data if isinstance(data, dict) and data.get("kind") == "Status" else {
-                    "kind": "Status", "status": "Failure", "code": response.status, "reason": response.reason or "",
-                    "message": f"{method} {path}: {response.status} {response.reason}"})
+                    "kind": "Status", "status": "Failure", "code": response.status if response.status >= 400 else 502,
+                    "reason": response.reason or "",
+                    "message": f"{method} {path}: {response.status} {response.reason}: {text}"})
             return dict(data)
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)

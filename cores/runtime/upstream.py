@@ -190,6 +190,7 @@ def real_cluster_specs(apiserver: Path, base: Path, etcd: str = "etcd") -> RealC
               f"--service-account-key-file={paths.service_account_public_key}",
               f"--service-account-signing-key-file={paths.service_account_key}",
               "--service-cluster-ip-range=10.96.0.0/16", "--authorization-mode=Node,RBAC",
+              f"--kubelet-client-certificate={paths.kubelet_client_cert}", f"--kubelet-client-key={paths.kubelet_client_key}",
               "--kubelet-preferred-address-types=InternalIP"))
     return RealCluster(etcd_spec, api_spec, kubeconfig, paths.ca_cert, port)
 

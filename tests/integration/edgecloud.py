@@ -73,14 +73,15 @@ def start_cloud(base: Path, plane: ControlPlane, *, modules: dict[str, dict[str,
 
 def start_edge(base: Path, cloud: Cloud, node_name: str, token: str, *, runtime_endpoint: str = "unix:///nonexistent.sock",
                wait_connected: bool = True, websocket_port: int | None = None, heartbeat: int = 2,
-               edged: bool = True, hollow: bool = False, modules: dict[str, dict[str, object]] | None = None) -> Core:
+               edged: bool = True, hollow: bool = False, modules: dict[str, dict[str, object]] | None = None,
+               cloud_host: str = "127.0.0.1", node_ip: str = "127.0.0.1") -> Core:
     """An EdgeCore joined to ``cloud``. ``modules`` overrides module settings; by default EventBus
     (on, as upstream) points at a port nobody listens on, so edges never share a broker by chance."""
     layout = layouts.Layout(base / "etc", base / "var", base / "log")
     tunnel_port = getattr(cloud, "tunnel_port", 0)
-    document = layouts.edgecore_document(layout, node_name=node_name, cloud_host="127.0.0.1", token=token,
+    document = layouts.edgecore_document(layout, node_name=node_name, cloud_host=cloud_host, token=token,
                                          websocket_port=websocket_port or cloud.websocket_port, https_port=cloud.https_port,
-                                         node_ip="127.0.0.1", runtime_endpoint=runtime_endpoint,
+                                         node_ip=node_ip, runtime_endpoint=runtime_endpoint,
                                          tunnel_port=tunnel_port or 10004, kubelet_port=free_port(),
                                          read_only_port=free_port())
     # A cloud without a stream tunnel (upstream's cloudcore keeps cloudStream off by default) gets an
@@ -97,7 +98,7 @@ def start_edge(base: Path, cloud: Cloud, node_name: str, token: str, *, runtime_
         spec = dataclasses.replace(spec, argv=(*spec.argv, "--hollow"))
 
     def connected() -> bool:
-        return spec.log_file.exists() and "connected to 127.0.0.1" in spec.log_file.read_text()
+        return spec.log_file.exists() and f"connected to {cloud_host}" in spec.log_file.read_text()
 
     start(spec, ready=connected if wait_connected else None)
     return Core(spec, layout, config)
