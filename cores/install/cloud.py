@@ -44,6 +44,30 @@ def find_kubeconfig(explicit: str) -> Path | None:
     return None
 
 
+def cluster_ca(kubeconfig: Path) -> bytes | None:
+    """The PEM of the current context's cluster CA in ``kubeconfig``, inline or by file; None without one."""
+    import base64
+
+    import yaml
+
+    try:
+        document = yaml.safe_load(kubeconfig.read_text()) or {}
+        contexts = {c.get("name"): c.get("context") or {} for c in document.get("contexts") or []}
+        clusters = {c.get("name"): c.get("cluster") or {} for c in document.get("clusters") or []}
+        current = contexts.get(document.get("current-context")) or next(iter(contexts.values()), {})
+        cluster = clusters.get(current.get("cluster")) or next(iter(clusters.values()), {})
+        if cluster.get("certificate-authority-data"):
+            pem = base64.b64decode(cluster["certificate-authority-data"])
+        elif cluster.get("certificate-authority"):
+            path = Path(cluster["certificate-authority"])
+            pem = (path if path.is_absolute() else kubeconfig.parent / path).read_bytes()
+        else:
+            return None
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return None
+    return pem if b"BEGIN CERTIFICATE" in pem else None
+
+
 def is_own_controlplane(kubeconfig: Path, layout: layouts.Layout) -> bool:
     """A kubeconfig that is this installation's admin kubeconfig counts as embedded."""
     return kubeconfig.resolve() == layout.admin_kubeconfig.resolve()
@@ -130,12 +154,28 @@ class CloudInstaller:
         apply_sets(document, self.options.sets, configs.CLOUDCORE.schema)
         return document
 
+    def _stream_ca(self, kubeconfig: Path) -> str:
+        """The stream server must trust kube-apiserver's kubelet client certificate. On kubeadm-made
+        clusters (and most others) the cluster CA signs it: copy the kubeconfig's CA there unless a
+        file is already in place (the operator's choice, kept)."""
+        target = Path(self.document["modules"]["cloudStream"]["tlsStreamCAFile"])
+        if target.exists():
+            return f"; the stream server trusts {target} as it is"
+        pem = cluster_ca(kubeconfig)
+        if pem is None:
+            return (f"; no CA in {kubeconfig}: put the CA of kube-apiserver's --kubelet-client-certificate "
+                    f"at {target} for kubectl logs and exec")
+        self.manifest.make_dir(target.parent)
+        target.write_bytes(pem)
+        self.manifest.created(target)
+        return f"; its CA copied to {target} (the stream server trusts kube-apiserver's kubelet client certificate from it)"
+
     def kubernetes(self) -> str:
         found = find_kubeconfig(self.options.kube_config)
         if found is not None and not is_own_controlplane(found, self.layout):
             self.kubeconfig = found
             self.document["kubeAPIConfig"]["kubeConfig"] = str(found)
-            return f"using the cluster of {found}"
+            return f"using the cluster of {found}" + self._stream_ca(found)
         self.embedded = True
         self.kubeconfig = self.layout.admin_kubeconfig
         config_path = self.layout.config_dir / "config" / "controlplane.yaml"
