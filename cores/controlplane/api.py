@@ -16,11 +16,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from cores.common.selectors import FIELD_SELECTORS, parse_field_selector, parse_label_selector
 from cores.controlplane import defaults, errors, jsonbody, objects, openapi, patch, typecheck, validation
 from cores.controlplane.limits import MAX_JSON_DEPTH, MAX_RESOURCE_VERSION
 from cores.controlplane.objects import meta
 from cores.controlplane.registry import CRD, Registry, ResourceType
-from cores.controlplane.selectors import FIELD_SELECTORS, parse_field_selector, parse_label_selector
 from cores.controlplane.store import Row, Store, Transaction
 
 log = logging.getLogger("kubeedge.controlplane")
@@ -527,7 +527,7 @@ class Api:
 
 def scale_of(obj: dict[str, Any]) -> dict[str, Any]:
     """The autoscaling/v1 Scale of a Deployment or ReplicaSet."""
-    from cores.controlplane.selectors import label_selector_from_dict
+    from cores.common.selectors import label_selector_from_dict
 
     metadata = meta(obj)
     spec, status = obj.get("spec") or {}, obj.get("status") or {}

@@ -32,13 +32,13 @@ from typing import Any
 from aiohttp import web
 
 from cores.common.config import Config
+from cores.common.selectors import selector_fields
 from cores.controlplane import (controllers, discovery, errors, metrics, openapi, openapi_v2proto, pki, podstreams, protobuf, protoencode,
                                 serviceaccounts, views)
 from cores.controlplane.api import Api, check_definition, parse_json_body, parse_resource_version, selector_matcher
 from cores.controlplane.bootstrap import bootstrap_objects
 from cores.controlplane.limits import MAX_RESOURCE_VERSION, ServerLimits
 from cores.controlplane.registry import BUILTINS, Registry, ResourceType
-from cores.controlplane.selectors import selector_fields
 from cores.controlplane.store import Store
 from cores.controlplane.transport import GatedTLSSite
 from cores.controlplane.watch import stream

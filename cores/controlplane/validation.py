@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from cores.controlplane.defaults import parse_quantity
-from cores.controlplane.selectors import (
+from cores.common.selectors import (
     SelectorError,
     go_quote,
     is_dns1123_label,

@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cores.controlplane import crdvalues, errors, openapi, openapi_v2proto, tables, typecheck, validation
+from cores.common import tables
+from cores.controlplane import crdvalues, errors, openapi, openapi_v2proto, typecheck, validation
 from cores.controlplane.registry import Registry, ResourceType
 
 log = logging.getLogger("kubeedge.controlplane")

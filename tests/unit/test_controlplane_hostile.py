@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
+from cores.common.selectors import selector_fields
 from cores.controlplane import errors, jsonbody, openapi, typecheck
 from cores.controlplane.api import Api, parse_resource_version
 from cores.controlplane.registry import Registry, ResourceType
-from cores.controlplane.selectors import selector_fields
 from cores.controlplane.store import Store
 
 TIME = "2026-01-02T03:04:05Z"

@@ -21,7 +21,9 @@ from typing import Any
 
 import pytest
 
-from cores.controlplane import errors, tables, views
+from cores.common import tables
+from cores.common.selectors import selector_fields
+from cores.controlplane import errors, views
 from cores.controlplane.api import Api
 from cores.controlplane.controllers import base
 from cores.controlplane.controllers.deployment import DeploymentController
@@ -31,7 +33,6 @@ from cores.controlplane.controllers.nodelifecycle import NodeLifecycleController
 from cores.controlplane.controllers.replicaset import ReplicaSetController
 from cores.controlplane.controllers.scheduler import ALL_PENDING, Scheduler
 from cores.controlplane.registry import Registry, ResourceType
-from cores.controlplane.selectors import selector_fields
 from cores.controlplane.store import Event, Store, Transaction
 
 TIME = "2026-01-02T03:04:05Z"

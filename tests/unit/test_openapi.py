@@ -65,7 +65,7 @@ def test_definitions_names_and_gvk() -> None:
 
 
 def test_no_kubernetes_import_at_run_time() -> None:
-    code = ("import sys; from cores.controlplane import openapi, tables; openapi.definitions(); "
+    code = ("import sys; from cores.controlplane import openapi; from cores.common import tables; openapi.definitions(); "
             "openapi.unknown_fields('io.k8s.api.core.v1.Pod', {}); assert 'kubernetes' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(openapi.Path(__file__).parents[2]))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cores.controlplane import selectors as sel
-from cores.controlplane.selectors import SelectorError
+from cores.common import selectors as sel
+from cores.common.selectors import SelectorError
 
 QUALIFIED_NAME_HINT = (
     "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "

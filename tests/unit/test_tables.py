@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cores.controlplane import tables
+from cores.common import tables
 from tests.captures import UPSTREAM
 
 NOW = datetime.datetime(2026, 11, 26, 1, 0, 0, tzinfo=datetime.timezone.utc)

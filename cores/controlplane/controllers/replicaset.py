@@ -18,12 +18,12 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from cores.common.selectors import SelectorError, label_selector_from_dict
 from cores.controlplane import errors
 from cores.controlplane.api import Api
 from cores.controlplane.controllers import base
 from cores.controlplane.controllers.events import EventRecorder
 from cores.controlplane.objects import meta
-from cores.controlplane.selectors import SelectorError, label_selector_from_dict
 from cores.controlplane.store import Event
 
 log = logging.getLogger("kubeedge.controlplane.controllers")

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from cores.controlplane import selectors, tables
+from cores.common import selectors, tables
 
 # alias -> (meta type, kind, printer key)
 RESOURCES: dict[str, tuple[str, tuple[str, str]]] = {}
