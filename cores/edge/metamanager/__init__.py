@@ -19,8 +19,6 @@ import concurrent.futures
 import functools
 import json
 import logging
-import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +30,7 @@ from cores.common.config import Config
 from cores.common.resource import ResourceError, parse_object
 from cores.common.tasks import TaskSupervisor
 from cores.link import contracts, routing
+from cores.edge.metamanager.store import MetaStore
 from cores.link.status import StatusError, not_connected
 
 log = logging.getLogger("kubeedge.metamanager")
@@ -41,58 +40,6 @@ TWIN_TYPES = ("device", "devicemodel")  # pushes DeviceTwin acts on (upstream: t
 PENDING_PRUNE_AT = 256  # requests in flight before those nobody waits for any more are dropped
 
 T = TypeVar("T")
-
-
-class MetaStore:
-    """``meta(key, type, value)`` in one SQLite file; every write is its own transaction, fsynced."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: in WAL mode each commit syncs the log, so what was acked is there after a power cut
-        # (NORMAL would only keep the database consistent, losing the last commits).
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, type TEXT NOT NULL, value TEXT NOT NULL)")
-        self._lock = threading.Lock()
-
-    def synchronous(self) -> int:
-        with self._lock:
-            return int(self._db.execute("PRAGMA synchronous").fetchone()[0])
-
-    def put(self, key: str, kind: str, value: Any) -> None:
-        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO meta (key, type, value) VALUES (?, ?, ?)", (key, kind, text))
-
-    def delete(self, key: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
-
-    def delete_tokens_of(self, prefix: str, pod_uid: str) -> None:
-        """Forget the service account tokens bound to one pod (keys ``<prefix><account>/<uid>/...``)."""
-        with self._lock:
-            self._db.execute("DELETE FROM meta WHERE type = 'serviceaccounttoken' AND key LIKE ? ESCAPE '\\' AND key LIKE ? ESCAPE '\\'",
-                             (_like(prefix) + "%", "%/" + _like(pod_uid) + "/%"))
-
-    def of_type(self, kind: str) -> list[tuple[str, str]]:
-        with self._lock:
-            rows = self._db.execute("SELECT key, value FROM meta WHERE type = ? ORDER BY key", (kind,)).fetchall()
-        return [(str(key), str(value)) for key, value in rows]
-
-    def get(self, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def close(self) -> None:
-        # Under the lock: closing while another thread runs a statement crashes sqlite3.
-        with self._lock:
-            self._db.close()
-
-
-def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class MetaManager:
@@ -109,10 +56,17 @@ class MetaManager:
         self.connected = False
         self._pending: dict[str, Message] = {}  # request id -> request forwarded to the cloud, awaiting its reply
         self.tasks = TaskSupervisor(self.name)
+        self.metaserver: Any = None
 
     async def start(self, ctx: Context) -> None:
         self.ctx = ctx
         await self._replay_pods()
+        server = self.settings.get("metaServer") or {}
+        if server.get("enable"):
+            from cores.edge.metamanager.metaserver import MetaServer  # h11 and the printers, only when on
+
+            self.metaserver = MetaServer(str(server.get("server") or "127.0.0.1:10550"), self._db, self.store)
+            await self.metaserver.start()
         while True:
             message = await ctx.receive(self.name)
             if routing.is_connection_event(message):
@@ -127,6 +81,8 @@ class MetaManager:
                 await self._push(message)
 
     async def stop(self) -> None:
+        if self.metaserver is not None:
+            await self.metaserver.stop()
         await self.tasks.close()
         await self._db(self.store.close)
         self._executor.shutdown(wait=True)
@@ -143,13 +99,13 @@ class MetaManager:
             log.warning("ignored push %s: %s", message.describe(), error)
             return
         if message.route.operation == OP_DELETE:
-            await self._db(self.store.delete, message.route.resource)
+            self._publish(await self._db(self.store.delete, message.route.resource))
             uid = contracts.object_uid(message)
             if resource.type == "pod" and uid:
                 # the tokens bound to the pod go with it (upstream's DeleteServiceAccountToken)
                 await self._db(self.store.delete_tokens_of, f"{resource.namespace}/serviceaccounttoken/", uid)
         else:
-            await self._db(self.store.put, message.route.resource, resource.type, message.content)
+            self._publish(await self._db(self.store.put, message.route.resource, resource.type, message.content))
         await self.ctx.send(self.hub_module, contracts.ack(message))
         if resource.type in EDGED_TYPES:
             await self._to_edged(message.route.operation, message.route.resource, message.content)
@@ -228,7 +184,11 @@ class MetaManager:
             kind = parse_object(resource).type
         except ResourceError:
             return
-        await self._db(self.store.put, _store_key(request, resource), kind, obj)
+        self._publish(await self._db(self.store.put, _store_key(request, resource), kind, obj))
+
+    def _publish(self, change: Any) -> None:
+        if self.metaserver is not None:
+            self.metaserver.publish(change)
 
     async def _answer_locally(self, request: Message) -> None:
         """A query answered from SQLite, in the shape the cloud would have used."""

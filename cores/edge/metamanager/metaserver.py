@@ -1,0 +1,463 @@
+"""MetaServer: the Kubernetes API of what this edge stores, for kubectl and apps at the edge.
+
+Upstream's ``edge/pkg/metamanager/metaserver`` (plain HTTP on ``metaManager.metaServer.server``,
+127.0.0.1:10550 by default). This one serves, from MetaManager's SQLite store, with the cloud up
+or away:
+
+- ``get`` and ``list`` of pods, configmaps, secrets, services, endpoints, nodes, events, leases,
+  devices and devicemodels (label and field selectors, kube-apiserver's Table output for kubectl);
+- ``watch`` from the store's change log (:mod:`cores.edge.metamanager.store`): resumed from any
+  ``resourceVersion`` the log still holds, an ``ERROR`` 410 Expired event for one it dropped,
+  bookmarks when asked, ``timeoutSeconds``;
+- discovery (``/api``, ``/apis``, ``/version``, health) for those resources, built in, so it
+  answers with the cloud away.
+
+What the edge holds is what the cloud sent this node (its pods and what they reference), so a
+read can reach nothing another node owns. ``resourceVersion`` is the store's local revision (why:
+see the store). Writes are not served yet: they answer 405 with the reason. Not yet either:
+reads that go to the cloud first, HTTPS with service-account tokens and RBAC.
+
+HTTP/1.1 on h11 (the edge never loads aiohttp): keep-alive, one request at a time a connection;
+headers within :data:`HEADER_TIMEOUT`, request bodies refused past :data:`MAX_BODY` (413); a
+watcher that cannot keep up is ended (it resumes from its last revision) and never slows the
+store or another watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import h11
+
+from cores.common import selectors, tables
+from cores.edge.metamanager.store import Change, Compacted, MetaStore
+
+log = logging.getLogger("kubeedge.metaserver")
+
+HEADER_TIMEOUT = 30.0
+IDLE_TIMEOUT = 90.0
+MAX_HEADER_BYTES = 16 * 1024
+MAX_BODY = 3 * 1024 * 1024
+WATCH_QUEUE = 1000          # changes a watcher may lag behind before it is ended
+MAX_WATCHERS = 256
+BOOKMARK_SECONDS = 30.0
+DEFAULT_WATCH_SECONDS = 1800  # kube-apiserver's --min-request-timeout
+VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.10-kubeedge", "platform": "linux/amd64"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Resource:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    meta_type: str
+    namespaced: bool = True
+    short_names: tuple[str, ...] = ()
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+RESOURCES = (
+    Resource("", "v1", "pods", "Pod", "pod", short_names=("po",)),
+    Resource("", "v1", "configmaps", "ConfigMap", "configmap", short_names=("cm",)),
+    Resource("", "v1", "secrets", "Secret", "secret"),
+    Resource("", "v1", "services", "Service", "service", short_names=("svc",)),
+    Resource("", "v1", "endpoints", "Endpoints", "endpoints", short_names=("ep",)),
+    Resource("", "v1", "nodes", "Node", "node", namespaced=False, short_names=("no",)),
+    Resource("", "v1", "events", "Event", "event", short_names=("ev",)),
+    Resource("coordination.k8s.io", "v1", "leases", "Lease", "lease"),
+    Resource("devices.kubeedge.io", "v1beta1", "devices", "Device", "device"),
+    Resource("devices.kubeedge.io", "v1beta1", "devicemodels", "DeviceModel", "devicemodel"),
+)
+BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
+
+
+class Refusal(Exception):
+    """An answer with a kube-apiserver ``Status``."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+
+def status(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+            "reason": reason, "code": code}
+
+
+@dataclasses.dataclass
+class Answer:
+    code: int
+    body: Any                                      # JSON-able, or bytes
+    stream: AsyncIterator[bytes] | None = None     # a watch: chunks after the head
+
+    def encoded(self) -> bytes:
+        return self.body if isinstance(self.body, bytes) else json.dumps(self.body, separators=(",", ":")).encode()
+
+
+@dataclasses.dataclass
+class Query:
+    """One read, parsed and checked before anything is read."""
+
+    resource: Resource
+    namespace: str | None
+    name: str
+    labels: selectors.LabelSelector
+    fields: selectors.FieldSelector
+    table: str | None          # the Table version asked for, None for plain JSON
+    include_object: str
+
+    def matches(self, key: str, obj: dict[str, Any]) -> bool:
+        namespace, _, name = _split_key(key)
+        metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        if self.resource.namespaced and self.namespace is not None and namespace != self.namespace:
+            return False
+        if self.name and name != self.name:
+            return False
+        return self.labels.matches(metadata.get("labels") if isinstance(metadata.get("labels"), dict) else {}) \
+            and self.fields.matches(obj)
+
+
+class Watcher:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Change] = asyncio.Queue(WATCH_QUEUE)
+        self.overflowed = False
+
+    def offer(self, change: Change) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(change)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+
+class MetaServer:
+    def __init__(self, address: str, db: Callable[..., Awaitable[Any]], store: MetaStore) -> None:
+        host, _, port = address.rpartition(":")
+        self.host, self.port = host or "127.0.0.1", int(port or 10550)
+        self._db, self.store = db, store
+        self.watchers: set[Watcher] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._connection, self.host, self.port)
+        log.info("metaserver listening on http://%s:%d (get, list and watch from the edge store)", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def publish(self, change: Change | None) -> None:
+        """A committed change, for every live watch (never waits: a watcher that lags is ended)."""
+        if change is None:
+            return
+        for watcher in list(self.watchers):
+            watcher.offer(change)
+
+    # -- HTTP ---------------------------------------------------------------------------------
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        try:
+            while True:
+                request = await self._read_request(reader, conn)
+                if request is None:
+                    return
+                method, target, headers, too_large = request
+                if too_large:
+                    answer = Answer(413, status(413, "RequestEntityTooLarge", f"the request body is larger than {MAX_BODY} bytes"))
+                else:
+                    answer = await self._answer(method, target, headers)
+                await self._send(writer, conn, answer)
+                if too_large or conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                    return  # an unread body leaves nothing to read the next request from
+                conn.start_next_cycle()
+        except (ConnectionError, OSError, h11.ProtocolError, TimeoutError) as error:
+            log.debug("metaserver: connection ended: %s", error)
+        finally:
+            writer.close()
+
+    async def _read_request(self, reader: asyncio.StreamReader,
+                            conn: h11.Connection) -> tuple[str, str, dict[str, str], bool] | None:
+        timeout = IDLE_TIMEOUT
+        request: h11.Request | None = None
+        size = 0
+        async with asyncio.timeout(HEADER_TIMEOUT + timeout):
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await reader.read(65536)
+                    conn.receive_data(data)
+                    if not data and conn.their_state in (h11.IDLE, h11.DONE):
+                        return None
+                    continue
+                if isinstance(event, h11.ConnectionClosed):
+                    return None
+                if isinstance(event, h11.Request):
+                    request = event
+                elif isinstance(event, h11.Data):
+                    size += len(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                if size > MAX_BODY:
+                    break
+        assert request is not None
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
+        return request.method.decode("latin-1"), request.target.decode("latin-1"), headers, size > MAX_BODY
+
+    async def _send(self, writer: asyncio.StreamWriter, conn: h11.Connection, answer: Answer) -> None:
+        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-cache, private")]
+        if answer.stream is None:
+            body = answer.encoded()
+            writer.write(conn.send(h11.Response(status_code=answer.code, headers=[*headers, ("Content-Length", str(len(body)))]))
+                         or b"")
+            writer.write(conn.send(h11.Data(data=body)) or b"")
+            writer.write(conn.send(h11.EndOfMessage()) or b"")
+            await writer.drain()
+            return
+        writer.write(conn.send(h11.Response(status_code=answer.code, headers=[*headers, ("Transfer-Encoding", "chunked")]))
+                     or b"")
+        await writer.drain()
+        async for chunk in answer.stream:
+            writer.write(conn.send(h11.Data(data=chunk)) or b"")
+            await writer.drain()
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        await writer.drain()
+
+    async def _answer(self, method: str, target: str, headers: dict[str, str]) -> Answer:
+        try:
+            path, _, raw_query = target.partition("?")
+            query = urllib.parse.parse_qs(raw_query, keep_blank_values=True)
+            parts = [urllib.parse.unquote(p) for p in path.split("/") if p]
+            if method != "GET":
+                raise Refusal(405, "MethodNotAllowed", f"{method} is not served by the edge's MetaServer yet: it serves "
+                                                       "get, list and watch from the edge store")
+            discovered = self._discovery(parts)
+            if discovered is not None:
+                return Answer(200, discovered)
+            return await self._read(parts, query, headers)
+        except Refusal as refusal:
+            return Answer(refusal.code, status(refusal.code, refusal.reason, refusal.message))
+        except Exception:  # noqa: BLE001 - a bug answers this request with a 500; the server goes on
+            log.exception("metaserver: %s %s failed", method, target[:200])
+            return Answer(500, status(500, "InternalError", "an internal error occurred"))
+
+    # -- discovery -----------------------------------------------------------------------------
+    def _discovery(self, parts: list[str]) -> Any:
+        if parts in (["healthz"], ["livez"], ["readyz"]):
+            return b"ok"
+        if parts == ["version"]:
+            return VERSION
+        if parts == ["api"]:
+            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+                {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{self.host}:{self.port}"}]}
+        if parts == ["apis"]:
+            groups = sorted({(r.group, r.version) for r in RESOURCES if r.group})
+            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": group, "versions": [{"groupVersion": f"{group}/{version}", "version": version}],
+                 "preferredVersion": {"groupVersion": f"{group}/{version}", "version": version}} for group, version in groups]}
+        if parts == ["api", "v1"]:
+            return self._resource_list("", "v1")
+        if len(parts) == 3 and parts[0] == "apis" and any(r.group == parts[1] and r.version == parts[2] for r in RESOURCES):
+            return self._resource_list(parts[1], parts[2])
+        return None
+
+    @staticmethod
+    def _resource_list(group: str, version: str) -> dict[str, Any]:
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version,
+                "resources": [{"name": r.plural, "singularName": r.kind.lower(), "namespaced": r.namespaced, "kind": r.kind,
+                               "verbs": ["get", "list", "watch"], **({"shortNames": list(r.short_names)} if r.short_names else {})}
+                              for r in RESOURCES if (r.group, r.version) == (group, version)]}
+
+    # -- reads ---------------------------------------------------------------------------------
+    async def _read(self, parts: list[str], query: dict[str, list[str]], headers: dict[str, str]) -> Answer:
+        parsed = self._query(parts, query, headers)
+        watching = _one(query, "watch") in ("true", "1")
+        if watching:
+            return await self._watch(parsed, query)
+        revision, rows = await self._db(self.store.listing, parsed.resource.meta_type)
+        items = [obj for key, obj in self._objects(rows) if parsed.matches(key, obj)]
+        if parsed.name:
+            if not items:
+                group = f".{parsed.resource.group}" if parsed.resource.group else ""
+                raise Refusal(404, "NotFound", f'{parsed.resource.plural}{group} "{parsed.name}" not found')
+            if parsed.table:
+                return Answer(200, tables.table(parsed.resource.kind, parsed.resource.group, items,
+                                                list_meta={"resourceVersion": items[0]["metadata"]["resourceVersion"]},
+                                                include_object=parsed.include_object, api_version=parsed.table))
+            return Answer(200, items[0])
+        if parsed.table:
+            return Answer(200, tables.table(parsed.resource.kind, parsed.resource.group, items,
+                                            list_meta={"resourceVersion": str(revision)},
+                                            include_object=parsed.include_object, api_version=parsed.table))
+        return Answer(200, {"kind": f"{parsed.resource.kind}List", "apiVersion": parsed.resource.api_version,
+                            "metadata": {"resourceVersion": str(revision)}, "items": items})
+
+    def _query(self, parts: list[str], query: dict[str, list[str]], headers: dict[str, str]) -> Query:
+        if parts[:2] == ["api", "v1"]:
+            group, version, rest = "", "v1", parts[2:]
+        elif len(parts) >= 3 and parts[0] == "apis":
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise Refusal(404, "NotFound", "the server could not find the requested resource")
+        namespace: str | None = None
+        if len(rest) >= 2 and rest[0] == "namespaces":
+            namespace, rest = rest[1], rest[2:]
+        if not rest or len(rest) > 2:
+            raise Refusal(404, "NotFound", "the server could not find the requested resource")
+        resource = BY_PATH.get((group, version, rest[0]))
+        if resource is None:
+            raise Refusal(404, "NotFound", "the server could not find the requested resource")
+        if namespace is not None and not resource.namespaced:
+            raise Refusal(404, "NotFound", "the server could not find the requested resource")
+        name = rest[1] if len(rest) == 2 else ""
+        if resource.namespaced and name and namespace is None:
+            raise Refusal(404, "NotFound", "the server could not find the requested resource")
+        try:
+            labels = selectors.parse_label_selector(_one(query, "labelSelector"))
+            fields = selectors.parse_field_selector_for(resource.plural, _one(query, "fieldSelector"))
+        except selectors.SelectorError as error:
+            raise Refusal(400, "BadRequest", str(error)) from None
+        accept = headers.get("accept", "")
+        table = tables.table_version(accept) if tables.wants_table(accept) else None
+        include = _one(query, "includeObject") or "Metadata"
+        try:
+            include = tables.check_include_object(include)
+        except ValueError as error:
+            raise Refusal(400, "BadRequest", str(error)) from None
+        return Query(resource, namespace, name, labels, fields, table, include)
+
+    def _objects(self, rows: list[tuple[str, str, int]]) -> list[tuple[str, dict[str, Any]]]:
+        found = []
+        for key, value, revision in rows:
+            obj = self._served(key, value, revision)
+            if obj is not None:
+                found.append((key, obj))
+        return found
+
+    @staticmethod
+    def _served(key: str, value: str, revision: int, resource: Resource | None = None) -> dict[str, Any] | None:
+        try:
+            obj = json.loads(value)
+        except ValueError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        resource = resource or next((r for r in RESOURCES if r.meta_type == _split_key(key)[1]), None)
+        metadata = dict(obj.get("metadata") or {}) if isinstance(obj.get("metadata"), dict) else {}
+        metadata["resourceVersion"] = str(revision)
+        served = {**obj, "metadata": metadata}
+        if resource is not None:
+            served["kind"], served["apiVersion"] = resource.kind, resource.api_version
+        return served
+
+    # -- watch ---------------------------------------------------------------------------------
+    async def _watch(self, parsed: Query, query: dict[str, list[str]]) -> Answer:
+        if len(self.watchers) >= MAX_WATCHERS:
+            raise Refusal(429, "TooManyRequests", f"{MAX_WATCHERS} watches are open on this MetaServer")
+        requested = _one(query, "resourceVersion")
+        try:
+            since = int(requested) if requested not in ("", "0") else None
+        except ValueError:
+            raise Refusal(400, "BadRequest", f"invalid resourceVersion {requested!r}") from None
+        try:
+            seconds = float(_one(query, "timeoutSeconds") or DEFAULT_WATCH_SECONDS)
+        except ValueError:
+            raise Refusal(400, "BadRequest", "invalid timeoutSeconds") from None
+        bookmarks = _one(query, "allowWatchBookmarks") in ("true", "1")
+        watcher = Watcher()
+        self.watchers.add(watcher)  # before reading what was: nothing falls between the two
+        return Answer(200, b"", self._stream(watcher, parsed, since, min(max(seconds, 1.0), DEFAULT_WATCH_SECONDS), bookmarks))
+
+    async def _stream(self, watcher: Watcher, parsed: Query, since: int | None, seconds: float,
+                      bookmarks: bool) -> AsyncIterator[bytes]:
+        resource = parsed.resource
+        first = True
+
+        def line(event: str, obj: dict[str, Any]) -> bytes:
+            nonlocal first
+            if parsed.table:
+                framed = tables.watch_event_table(event, obj, resource.kind, resource.group, include_object=parsed.include_object,
+                                                  first=first, api_version=parsed.table)
+            else:
+                framed = {"type": event, "object": obj}
+            if event not in ("BOOKMARK", "ERROR"):
+                first = False
+            return json.dumps(framed, separators=(",", ":")).encode() + b"\n"
+
+        try:
+            last = 0
+            if since is None:  # "0" or none: the current state as ADDED, then what follows
+                last, rows = await self._db(self.store.listing, resource.meta_type)
+                for key, obj in self._objects(rows):
+                    if parsed.matches(key, obj):
+                        yield line("ADDED", obj)
+            else:
+                last = since
+                try:
+                    while True:
+                        backlog = await self._db(self.store.changes_since, last, resource.meta_type)
+                        for change in backlog:
+                            chunk = self._change_line(change, parsed, line)
+                            last = change.revision
+                            if chunk:
+                                yield chunk
+                        if len(backlog) < 1000:
+                            break
+                except Compacted as gone:
+                    yield line("ERROR", status(410, "Expired", f"too old resource version: {gone.revision} ({gone.oldest})"))
+                    return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + seconds
+            next_bookmark = loop.time() + BOOKMARK_SECONDS
+            while not watcher.overflowed:
+                now = loop.time()
+                if now >= deadline:
+                    return
+                try:
+                    change = await asyncio.wait_for(watcher.queue.get(), min(deadline, next_bookmark) - now)
+                except TimeoutError:
+                    if bookmarks and loop.time() >= next_bookmark:
+                        next_bookmark = loop.time() + BOOKMARK_SECONDS
+                        yield line("BOOKMARK", {"kind": resource.kind, "apiVersion": resource.api_version,
+                                                "metadata": {"resourceVersion": str(last)}})
+                    elif loop.time() >= next_bookmark:
+                        next_bookmark = loop.time() + BOOKMARK_SECONDS
+                    continue
+                if change.revision <= last or change.type != resource.meta_type:
+                    continue
+                last = change.revision
+                chunk = self._change_line(change, parsed, line)
+                if chunk:
+                    yield chunk
+            log.info("metaserver: a watch of %s could not keep up (%d changes behind) and was ended; it resumes from "
+                     "revision %d", resource.plural, WATCH_QUEUE, last)
+        finally:
+            self.watchers.discard(watcher)
+
+    def _change_line(self, change: Change, parsed: Query, line: Callable[[str, dict[str, Any]], bytes]) -> bytes:
+        obj = self._served(change.key, change.value, change.revision, parsed.resource)
+        if obj is None or not parsed.matches(change.key, obj):
+            return b""
+        return line(change.event, obj)
+
+
+def _one(query: dict[str, list[str]], name: str) -> str:
+    values = query.get(name) or [""]
+    return values[-1]
+
+
+def _split_key(key: str) -> tuple[str, str, str]:
+    namespace, _, rest = key.partition("/")
+    kind, _, name = rest.partition("/")
+    return namespace, kind, name
