@@ -48,6 +48,7 @@ WATCH_QUEUE = 1000          # changes a watcher may lag behind before it is ende
 MAX_WATCHERS = 256
 BOOKMARK_SECONDS = 30.0
 DEFAULT_WATCH_SECONDS = 1800  # kube-apiserver's --min-request-timeout
+LINGER_SECONDS, LINGER_BYTES = 2.0, 16 * 1024 * 1024  # what is read and dropped after a 413
 VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.10-kubeedge", "platform": "linux/amd64"}
 
 
@@ -118,7 +119,7 @@ class Query:
 
     def matches(self, key: str, obj: dict[str, Any]) -> bool:
         namespace, _, name = _split_key(key)
-        metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        metadata: dict[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
         if self.resource.namespaced and self.namespace is not None and namespace != self.namespace:
             return False
         if self.name and name != self.name:
@@ -148,14 +149,20 @@ class MetaServer:
         self._db, self.store = db, store
         self.watchers: set[Watcher] = set()
         self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._connection, self.host, self.port)
         log.info("metaserver listening on http://%s:%d (get, list and watch from the edge store)", self.host, self.port)
 
     async def stop(self) -> None:
+        """Stop listening and end every connection, watches included (their clients resume elsewhere)."""
         if self._server is not None:
             self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
             await self._server.wait_closed()
 
     def publish(self, change: Change | None) -> None:
@@ -168,6 +175,9 @@ class MetaServer:
     # -- HTTP ---------------------------------------------------------------------------------
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
         try:
             while True:
                 request = await self._read_request(reader, conn)
@@ -179,12 +189,19 @@ class MetaServer:
                 else:
                     answer = await self._answer(method, target, headers)
                 await self._send(writer, conn, answer)
-                if too_large or conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                if too_large:
+                    await _linger(reader, writer)
                     return  # an unread body leaves nothing to read the next request from
+                if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                    return
                 conn.start_next_cycle()
         except (ConnectionError, OSError, h11.ProtocolError, TimeoutError) as error:
             log.debug("metaserver: connection ended: %s", error)
+        except asyncio.CancelledError:
+            pass  # stop() ends it; a cancelled handler would be logged by asyncio's stream callback as an error
         finally:
+            if task is not None:
+                self._connections.discard(task)
             writer.close()
 
     async def _read_request(self, reader: asyncio.StreamReader,
@@ -329,7 +346,8 @@ class MetaServer:
         except selectors.SelectorError as error:
             raise Refusal(400, "BadRequest", str(error)) from None
         accept = headers.get("accept", "")
-        table = tables.table_version(accept) if tables.wants_table(accept) else None
+        wanted = tables.table_version(accept) if tables.wants_table(accept) else None
+        table = f"meta.k8s.io/{wanted}" if wanted else None
         include = _one(query, "includeObject") or "Metadata"
         try:
             include = tables.check_include_object(include)
@@ -450,6 +468,23 @@ class MetaServer:
         if obj is None or not parsed.matches(change.key, obj):
             return b""
         return line(change.event, obj)
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """After refusing a body: stop writing, and read what the client still sends for a while, so
+    that closing does not reset the connection before the client has read the refusal."""
+    if writer.can_write_eof():
+        writer.write_eof()
+    loop = asyncio.get_running_loop()
+    deadline, left = loop.time() + LINGER_SECONDS, LINGER_BYTES
+    try:
+        while left > 0 and loop.time() < deadline:
+            data = await asyncio.wait_for(reader.read(65536), deadline - loop.time())
+            if not data:
+                return
+            left -= len(data)
+    except (TimeoutError, ConnectionError, OSError):
+        return
 
 
 def _one(query: dict[str, list[str]], name: str) -> str:

@@ -1,0 +1,159 @@
+"""MetaServer at the edge, through real processes: our control plane, CloudCore, and an EdgeCore
+with Edged on containerd and ``metaManager.metaServer`` on.
+
+kubectl (1.32 and Debian's 1.20) and the ``kubernetes`` client at the edge read the node's
+objects from MetaServer; ``kubectl get -w`` sees a change made in the cloud; and with the cloud
+killed the same reads still answer, from the edge's SQLite. The last test kills the cloud, so it
+stays last in this file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cores.controlplane.launcher import ControlPlane
+from cores.runtime import BUSYBOX_IMAGE, Containerd
+from tests.integration.conftest import containerd, free_port  # noqa: F401 - the shared runtime fixture
+from tests.integration.edgecloud import Cloud, Core, start_cloud, start_edge
+from tests.integration.test_streams import KUBECTLS
+from tests.timeouts import scaled
+
+pytestmark = pytest.mark.slow
+
+
+class Site:
+    def __init__(self, plane: ControlPlane, cloud: Cloud, edge: Core, node: str, port: int) -> None:
+        self.plane, self.cloud, self.edge, self.node, self.port = plane, cloud, edge, node, port
+        self.pod, self.configmap = f"{node}-app", f"{node}-cfg"
+
+    def cloud_kubectl(self, *args: str, stdin: str | None = None) -> str:
+        done = subprocess.run(["kubectl", f"--kubeconfig={self.plane.kubeconfig}", *args], input=stdin,
+                              capture_output=True, text=True, timeout=scaled(30), check=False)
+        if done.returncode != 0:
+            pytest.fail(f"kubectl {' '.join(args)}: {done.stderr}")
+        return done.stdout.strip()
+
+    def edge_argv(self, binary: str, *args: str) -> list[str]:
+        return [binary, f"--server=http://127.0.0.1:{self.port}", *args]
+
+    def edge_kubectl(self, binary: str, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "KUBECONFIG": "/nonexistent"}  # no kubeconfig: the flags alone
+        return subprocess.run(self.edge_argv(binary, *args), capture_output=True, text=True, timeout=scaled(30),
+                              check=False, env=env)
+
+
+def wait(check: Any, timeout: float, what: Any) -> Any:
+    deadline = time.monotonic() + scaled(timeout)
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    pytest.fail(what() if callable(what) else what)
+
+
+@pytest.fixture(scope="module")
+def site(controlplane: ControlPlane, containerd: Containerd, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
+         ) -> Iterator[Site]:
+    base = tmp_path_factory.mktemp("metaserver")
+    cloud = start_cloud(base / "cloud", controlplane)
+    edge: Core | None = None
+    try:
+        node, port = f"meta-{uuid.uuid4().hex[:6]}", free_port()
+        edge = start_edge(base / "edge", cloud, node, cloud.token(controlplane.kubeconfig),
+                          runtime_endpoint=containerd.endpoint,
+                          modules={"metaManager": {"metaServer": {"enable": True, "server": f"127.0.0.1:{port}"}}})
+        here = Site(controlplane, cloud, edge, node, port)
+        here.cloud_kubectl("apply", "-f", "-", stdin=json.dumps({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": here.configmap, "namespace": "default", "labels": {"app": "meta"}}, "data": {"v": "1"}}))
+        here.cloud_kubectl("apply", "-f", "-", stdin=json.dumps({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": here.pod, "namespace": "default", "labels": {"app": "meta"}},
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [{
+                "name": "app", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+                "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
+                "volumes": [{"name": "cfg", "configMap": {"name": here.configmap}}]}}))
+        wait(lambda: here.cloud_kubectl("get", "pod", here.pod, "-o", "jsonpath={.status.phase}") == "Running", 90,
+             "the pod never ran")
+        yield here
+    finally:
+        if edge is not None:
+            edge.stop()
+        cloud.stop()
+
+
+@pytest.mark.parametrize("binary", KUBECTLS, ids=["kubectl-1.32", "kubectl-1.20"])
+def test_kubectl_at_the_edge_lists_the_nodes_objects(site: Site, binary: str) -> None:
+    def listed() -> str:
+        done = site.edge_kubectl(binary, "get", "pods,configmaps", "-n", "default")
+        return done.stdout if site.pod in done.stdout and site.configmap in done.stdout else ""
+
+    out = wait(listed, 30, lambda: f"MetaServer never listed the pod and its ConfigMap: "
+                                   f"{site.edge_kubectl(binary, 'get', 'pods,configmaps', '-n', 'default')}")
+    pod_line = next(line for line in out.splitlines() if site.pod in line)
+    assert "Running" in pod_line and "1/1" in pod_line, out  # kube-apiserver's pod columns
+    selected = site.edge_kubectl(binary, "get", "configmaps", "-n", "default", "-l", "app=meta", "-o", "name")
+    assert selected.stdout.split() == [f"configmap/{site.configmap}"], selected.stderr
+    none = site.edge_kubectl(binary, "get", "configmaps", "-n", "default", "-l", "app=nothing")
+    assert none.returncode == 0 and "No resources found" in none.stderr
+    missing = site.edge_kubectl(binary, "get", "configmap", "-n", "default", "not-here")
+    assert missing.returncode == 1 and 'configmaps "not-here" not found' in missing.stderr
+    node = site.edge_kubectl(binary, "get", "node", site.node, "-o", "jsonpath={.metadata.name}")
+    assert node.stdout == site.node, node.stderr
+    refused = site.edge_kubectl(binary, "delete", "configmap", "-n", "default", site.configmap)
+    assert refused.returncode != 0 and "get, list and watch" in refused.stderr
+
+
+def test_the_kubernetes_client_reads_through_metaserver(site: Site) -> None:
+    from kubernetes import client
+
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{site.port}"
+    api = client.ApiClient(configuration)
+    try:
+        found = client.CoreV1Api(api).list_namespaced_config_map("default", label_selector="app=meta")
+        assert [item.metadata.name for item in found.items] == [site.configmap]
+        assert found.items[0].data == {"v": "1"} or found.items[0].data["v"]
+        pod = client.CoreV1Api(api).read_namespaced_pod(site.pod, "default")
+        assert pod.spec.node_name == site.node and pod.status.phase == "Running"
+    finally:
+        api.close()
+
+
+def test_kubectl_get_watch_at_the_edge_sees_a_cloud_change_within_2s(site: Site) -> None:
+    env = {**os.environ, "KUBECONFIG": "/nonexistent"}
+    watcher = subprocess.Popen(site.edge_argv("kubectl", "get", "configmap", "-n", "default", site.configmap, "-w",
+                                              "-o", "jsonpath={.data.v}{\"\\n\"}"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert watcher.stdout is not None
+        first = watcher.stdout.readline().strip()
+        assert first, watcher.stderr.read() if watcher.poll() is not None else "no first line"
+        value = str(int(first) + 1)
+        changed = time.monotonic()
+        site.cloud_kubectl("patch", "configmap", site.configmap, "-n", "default", "--type=merge", "-p",
+                           json.dumps({"data": {"v": value}}))
+        assert watcher.stdout.readline().strip() == value
+        seen = time.monotonic() - changed
+        assert seen < scaled(2), f"the change took {seen:.2f}s to reach the edge's watch"
+    finally:
+        watcher.kill()
+        watcher.communicate()
+
+
+def test_with_the_cloud_killed_the_edge_still_answers(site: Site) -> None:
+    site.cloud.stop()
+    wait(lambda: "connection lost" in site.edge.log() or "disconnected from" in site.edge.log(), 30,
+         "the edge never noticed the cloud went away")
+    for binary in KUBECTLS:
+        done = site.edge_kubectl(binary, "get", "pods,configmaps", "-n", "default")
+        assert site.pod in done.stdout and site.configmap in done.stdout, done.stderr
+        assert "Running" in done.stdout
