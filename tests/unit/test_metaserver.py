@@ -160,3 +160,20 @@ def test_refusals_are_kube_apiserver_statuses(server: Running) -> None:
     assert status == 200 and body["versions"] == ["v1"]
     status, body = server.request("GET", "/api/v1")
     assert {r["name"] for r in body["resources"]} >= {"pods", "configmaps", "secrets", "nodes"}
+
+
+def test_a_watch_with_a_selector_sees_objects_come_into_and_leave_it(server: Running) -> None:
+    server.put("default/configmap/s", "configmap", configmap("s", {"app": "other"}))
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request("GET", "/api/v1/namespaces/default/configmaps?watch=true&labelSelector=app%3Dx&timeoutSeconds=5")
+        response = connection.getresponse()
+        server.put("default/configmap/s", "configmap", configmap("s", {"app": "x"}))
+        assert json.loads(response.readline())["type"] == "ADDED"
+        server.put("default/configmap/s", "configmap", configmap("s", {"app": "x"}, v="2"))
+        assert json.loads(response.readline())["type"] == "MODIFIED"
+        server.put("default/configmap/s", "configmap", configmap("s", {"app": "gone"}))
+        event = json.loads(response.readline())
+        assert (event["type"], event["object"]["metadata"]["labels"]) == ("DELETED", {"app": "gone"})
+    finally:
+        connection.close()

@@ -464,10 +464,18 @@ class MetaServer:
             self.watchers.discard(watcher)
 
     def _change_line(self, change: Change, parsed: Query, line: Callable[[str, dict[str, Any]], bytes]) -> bytes:
+        """As kube-apiserver filters a watch: an object that comes into the selection is ADDED, one
+        that leaves it DELETED (with its new state), others as they happened."""
         obj = self._served(change.key, change.value, change.revision, parsed.resource)
-        if obj is None or not parsed.matches(change.key, obj):
+        if obj is None:
             return b""
-        return line(change.event, obj)
+        matches = parsed.matches(change.key, obj)
+        if change.event == "MODIFIED" and change.previous is not None:
+            before = self._served(change.key, change.previous, change.revision, parsed.resource)
+            matched = before is not None and parsed.matches(change.key, before)
+            if matched != matches:
+                return line("ADDED" if matches else "DELETED", obj)
+        return line(change.event, obj) if matches else b""
 
 
 async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -39,6 +39,7 @@ class Change:
     key: str
     event: str
     value: str
+    previous: str | None = None  # the value before a MODIFIED (live changes only; the log keeps none)
 
 
 class Compacted(Exception):
@@ -90,7 +91,7 @@ class MetaStore:
 
         return Transaction()
 
-    def _log(self, key: str, kind: str, event: str, value: str) -> Change:
+    def _log(self, key: str, kind: str, event: str, value: str, previous: str | None = None) -> Change:
         cursor = self._db.execute("INSERT INTO meta_events (type, key, event, value, cloud_rv) VALUES (?, ?, ?, ?, ?)",
                                   (kind, key, event, value, _cloud_rv(value)))
         revision = int(cursor.lastrowid or 0)
@@ -98,7 +99,7 @@ class MetaStore:
             self._db.execute("DELETE FROM meta_revision WHERE key = ?", (key,))
         else:
             self._db.execute("INSERT OR REPLACE INTO meta_revision (key, revision) VALUES (?, ?)", (key, revision))
-        return Change(revision, kind, key, event, value)
+        return Change(revision, kind, key, event, value, previous)
 
     def synchronous(self) -> int:
         with self._lock:
@@ -112,7 +113,8 @@ class MetaStore:
             self._db.execute("INSERT OR REPLACE INTO meta (key, type, value) VALUES (?, ?, ?)", (key, kind, text))
             if kind in UNWATCHED_TYPES or (before is not None and before[0] == text):
                 return None
-            change = self._log(key, kind, "ADDED" if before is None else "MODIFIED", text)
+            change = self._log(key, kind, "ADDED" if before is None else "MODIFIED", text,
+                               None if before is None else str(before[0]))
         self._maybe_compact()
         return change
 
