@@ -31,6 +31,9 @@ Examples:
     keadm gettoken
   On an edge:
     keadm join --cloudcore-ipport=<cloud IP>:10000 --token=<keadm gettoken output>
+  At an edge, this node's pods (cloud reachable or not):
+    keadm ctl get pods -A
+    keadm debug diagnose node
   Undo either, on that machine:
     keadm reset --force
   Run a core in the foreground with your own config:
@@ -48,6 +51,7 @@ COMMANDS = {
     "join": "keadm.join:join",
     "reset": "keadm.reset:reset",
     "debug": "keadm.debug:debug",
+    "ctl": "keadm.ctl:ctl",
 }
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from cores.controlplane.launcher import ControlPlane
+from cores.controlplane.launcher import ControlPlane, keadm_argv
 from cores.runtime import BUSYBOX_IMAGE, Containerd
 from tests.integration.conftest import containerd, free_port  # noqa: F401 - the shared runtime fixture
 from tests.integration.edgecloud import Cloud, Core, start_cloud, start_edge
@@ -149,6 +149,42 @@ def test_kubectl_get_watch_at_the_edge_sees_a_cloud_change_within_2s(site: Site)
         watcher.communicate()
 
 
+def keadm_ctl(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
+    command, *rest = args  # the config before the arguments: after `--` everything is exec's command
+    return subprocess.run([*keadm_argv(), "ctl", command, "--config", str(site.edge.config), *rest], capture_output=True,
+                          text=True, timeout=scaled(60), check=False)
+
+
+def test_keadm_ctl_get_describe_logs_and_exec(site: Site) -> None:
+    listed = keadm_ctl(site, "get", "pods")
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()[:2]
+    assert header.split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] and row.split()[:3] == [site.pod, "1/1", "Running"]
+    wide = keadm_ctl(site, "get", "pod", site.pod, "-o", "wide")
+    assert "NODE" in wide.stdout and site.node in wide.stdout, wide.stderr
+    as_json = json.loads(keadm_ctl(site, "get", "pod", site.pod, "-o", "json").stdout)
+    assert as_json["spec"]["nodeName"] == site.node
+    none = keadm_ctl(site, "get", "pods", "-l", "app=nothing")
+    assert none.returncode == 0 and none.stdout.strip() == "No resources found in default namespace."
+    missing = keadm_ctl(site, "get", "pod", "no-such-pod")
+    assert missing.returncode == 1 and 'pods "no-such-pod" not found' in missing.stderr
+
+    described = keadm_ctl(site, "describe", "pod", site.pod)
+    assert described.returncode == 0, described.stderr
+    text = described.stdout
+    for expected in (f"Name:", site.pod, f"Node:", site.node, "Status:", "Running", "Image:", BUSYBOX_IMAGE,
+                     "State:", "Ready", "Conditions:", "Volumes:", "cfg: configMap"):
+        assert expected in text, text
+
+    done = keadm_ctl(site, "exec", site.pod, "--", "sh", "-c", "test -f /cfg/v && echo out; echo to-stderr >&2; exit 4")
+    assert (done.stdout, done.stderr.strip(), done.returncode) == ("out\n", "to-stderr", 4)
+    keadm_ctl(site, "exec", site.pod, "--", "sh", "-c", "echo ctl-log-line > /proc/1/fd/1")
+    logs = keadm_ctl(site, "logs", site.pod, "--tail", "5")
+    assert logs.returncode == 0 and "ctl-log-line" in logs.stdout, logs.stderr
+    gone = keadm_ctl(site, "logs", "no-such-pod")
+    assert gone.returncode == 1 and "no container" in gone.stderr
+
+
 def test_with_the_cloud_killed_the_edge_still_answers(site: Site) -> None:
     site.cloud.stop()
     wait(lambda: "connection lost" in site.edge.log() or "disconnected from" in site.edge.log(), 30,
@@ -157,3 +193,5 @@ def test_with_the_cloud_killed_the_edge_still_answers(site: Site) -> None:
         done = site.edge_kubectl(binary, "get", "pods,configmaps", "-n", "default")
         assert site.pod in done.stdout and site.configmap in done.stdout, done.stderr
         assert "Running" in done.stdout
+    listed = keadm_ctl(site, "get", "pods")
+    assert listed.returncode == 0 and site.pod in listed.stdout, listed.stderr
