@@ -141,3 +141,31 @@ def exec(pod: str, command: tuple[str, ...], namespace: str, container: str, tim
     sys.stderr.buffer.flush()
     sys.exit(code)
 
+
+@ctl.group(help="Restart pods of this node: their containers are stopped and start again by their restart policy.")
+def restart() -> None:
+    pass
+
+
+@restart.command("pod", help="""Restart the named pods (through MetaServer, as upstream's keadm ctl restart pod).
+
+
+Example:
+  keadm ctl restart pod nginx web-0 -n web
+""")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-n", "--namespace", default="default", show_default=True)
+@config_option
+def restart_pod(names: tuple[str, ...], namespace: str, config_path: str) -> None:
+    from cores.install.ctl import CtlError
+
+    try:
+        done, failed = _ctl(config_path).restart(list(names), namespace=namespace)
+    except CtlError as error:
+        raise _fail(error) from None
+    for line in done:
+        click.echo(line)
+    for line in failed:
+        click.echo(f"error: {line}", err=True)
+    if failed:
+        sys.exit(1)

@@ -45,10 +45,14 @@ class MetaServerClient:
         self.host, self.port = host or "127.0.0.1", int(port or 10550)
 
     def get(self, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
-        target = path + ("?" + urllib.parse.urlencode(query) if query else "")
+        return self.call("GET", path + ("?" + urllib.parse.urlencode(query) if query else ""))
+
+    def call(self, method: str, target: str, body: Any = None) -> dict[str, Any]:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=REQUEST_TIMEOUT)
+        payload = None if body is None else json.dumps(body).encode()
         try:
-            connection.request("GET", target, headers={"Accept": "application/json"})
+            connection.request(method, target, body=payload, headers={
+                "Accept": "application/json", **({"Content-Type": "application/json"} if payload else {})})
             response = connection.getresponse()
             body = response.read(64 * 1024 * 1024)
         except (OSError, http.client.HTTPException) as error:
@@ -120,6 +124,12 @@ class Ctl:
         if not found:
             raise CtlError(missing[0] if missing else f'{kind} "{name}" not found')
         return describe_pod(found[0]) if kind == "pod" else describe_device(found[0])
+
+    def restart(self, pods: list[str], *, namespace: str) -> tuple[list[str], list[str]]:
+        """Upstream's pods/restart through MetaServer: (what was restarted, what failed)."""
+        answer = self.metaserver.call("POST", f"/api/v1/namespaces/{urllib.parse.quote(namespace, safe='')}/pods/restart",
+                                      list(pods))
+        return list(answer.get("LogMessages") or []), list(answer.get("errMessages") or [])
 
     # -- through CRI ---------------------------------------------------------------------------
     async def _container(self, cri: Any, pod: str, namespace: str, container: str) -> Any:

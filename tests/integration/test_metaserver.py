@@ -150,9 +150,10 @@ def test_kubectl_get_watch_at_the_edge_sees_a_cloud_change_within_2s(site: Site)
 
 
 def keadm_ctl(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
-    command, *rest = args  # the config before the arguments: after `--` everything is exec's command
-    return subprocess.run([*keadm_argv(), "ctl", command, "--config", str(site.edge.config), *rest], capture_output=True,
-                          text=True, timeout=scaled(60), check=False)
+    words = list(args)
+    at = words.index("--") if "--" in words else len(words)  # after `--` everything is exec's command
+    words[at:at] = ["--config", str(site.edge.config)]
+    return subprocess.run([*keadm_argv(), "ctl", *words], capture_output=True, text=True, timeout=scaled(60), check=False)
 
 
 def test_keadm_ctl_get_describe_logs_and_exec(site: Site) -> None:
@@ -183,6 +184,22 @@ def test_keadm_ctl_get_describe_logs_and_exec(site: Site) -> None:
     assert logs.returncode == 0 and "ctl-log-line" in logs.stdout, logs.stderr
     gone = keadm_ctl(site, "logs", "no-such-pod")
     assert gone.returncode == 1 and "no container" in gone.stderr
+
+
+def restarts(site: Site) -> int:
+    text = site.cloud_kubectl("get", "pod", site.pod, "-o", "jsonpath={.status.containerStatuses[0].restartCount}")
+    return int(text or 0)
+
+
+def test_keadm_ctl_restart_pod_restarts_its_containers(site: Site) -> None:
+    before = restarts(site)
+    done = keadm_ctl(site, "restart", "pod", site.pod, "not-on-this-node", "Bad_Name")
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.strip() == f'the pod "default/{site.pod}" restart successful'
+    assert 'not found pod:"/default/not-on-this-node"' in done.stderr and "invalid pod name 'Bad_Name'" in done.stderr
+    wait(lambda: restarts(site) > before, 60, "the restarted pod's restart count never moved")
+    wait(lambda: site.cloud_kubectl("get", "pod", site.pod, "-o", "jsonpath={.status.containerStatuses[0].ready}") == "true",
+         60, "the restarted pod never became ready again")
 
 
 def test_with_the_cloud_killed_the_edge_still_answers(site: Site) -> None:

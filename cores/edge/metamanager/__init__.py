@@ -65,7 +65,11 @@ class MetaManager:
         if server.get("enable"):
             from cores.edge.metamanager.metaserver import MetaServer  # h11 and the printers, only when on
 
-            self.metaserver = MetaServer(str(server.get("server") or "127.0.0.1:10550"), self._db, self.store)
+            edged = self.config.modules.get("edged") or {}
+            runtime = str((edged.get("tailoredKubeletConfig") or {}).get("containerRuntimeEndpoint") or "") \
+                if edged.get("enable") else ""
+            self.metaserver = MetaServer(str(server.get("server") or "127.0.0.1:10550"), self._db, self.store,
+                                         runtime or None)
             await self.metaserver.start()
         while True:
             message = await ctx.receive(self.name)

@@ -14,7 +14,8 @@ or away:
 
 What the edge holds is what the cloud sent this node (its pods and what they reference), so a
 read can reach nothing another node owns. ``resourceVersion`` is the store's local revision (why:
-see the store). Writes are not served yet: they answer 405 with the reason. Not yet either:
+see the store). Writes are not served yet: they answer 405 with the reason. Upstream's
+``POST .../pods/restart`` (a JSON list of names) stops the named pods' containers through CRI. Not yet either:
 reads that go to the cloud first, HTTPS with service-account tokens and RBAC.
 
 HTTP/1.1 on h11 (the edge never loads aiohttp): keep-alive, one request at a time a connection;
@@ -36,6 +37,7 @@ from typing import Any
 import h11
 
 from cores.common import selectors, tables
+from cores.common.names import is_dns1123_subdomain
 from cores.edge.metamanager.store import Change, Compacted, MetaStore
 
 log = logging.getLogger("kubeedge.metaserver")
@@ -143,7 +145,9 @@ class Watcher:
 
 
 class MetaServer:
-    def __init__(self, address: str, db: Callable[..., Awaitable[Any]], store: MetaStore) -> None:
+    def __init__(self, address: str, db: Callable[..., Awaitable[Any]], store: MetaStore,
+                 runtime_endpoint: str | None = None) -> None:
+        self.runtime_endpoint = runtime_endpoint  # for pods/restart; None when Edged is off
         host, _, port = address.rpartition(":")
         self.host, self.port = host or "127.0.0.1", int(port or 10550)
         self._db, self.store = db, store
@@ -183,11 +187,11 @@ class MetaServer:
                 request = await self._read_request(reader, conn)
                 if request is None:
                     return
-                method, target, headers, too_large = request
+                method, target, headers, body, too_large = request
                 if too_large:
                     answer = Answer(413, status(413, "RequestEntityTooLarge", f"the request body is larger than {MAX_BODY} bytes"))
                 else:
-                    answer = await self._answer(method, target, headers)
+                    answer = await self._answer(method, target, headers, body)
                 await self._send(writer, conn, answer)
                 if too_large:
                     await _linger(reader, writer)
@@ -205,10 +209,11 @@ class MetaServer:
             writer.close()
 
     async def _read_request(self, reader: asyncio.StreamReader,
-                            conn: h11.Connection) -> tuple[str, str, dict[str, str], bool] | None:
+                            conn: h11.Connection) -> tuple[str, str, dict[str, str], bytes, bool] | None:
         timeout = IDLE_TIMEOUT
         request: h11.Request | None = None
         size = 0
+        body = bytearray()
         async with asyncio.timeout(HEADER_TIMEOUT + timeout):
             while True:
                 event = conn.next_event()
@@ -224,13 +229,15 @@ class MetaServer:
                     request = event
                 elif isinstance(event, h11.Data):
                     size += len(event.data)
+                    if size <= MAX_BODY:
+                        body += event.data
                 elif isinstance(event, h11.EndOfMessage):
                     break
                 if size > MAX_BODY:
                     break
         assert request is not None
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
-        return request.method.decode("latin-1"), request.target.decode("latin-1"), headers, size > MAX_BODY
+        return request.method.decode("latin-1"), request.target.decode("latin-1"), headers, bytes(body), size > MAX_BODY
 
     async def _send(self, writer: asyncio.StreamWriter, conn: h11.Connection, answer: Answer) -> None:
         headers = [("Content-Type", "application/json"), ("Cache-Control", "no-cache, private")]
@@ -251,11 +258,13 @@ class MetaServer:
         writer.write(conn.send(h11.EndOfMessage()) or b"")
         await writer.drain()
 
-    async def _answer(self, method: str, target: str, headers: dict[str, str]) -> Answer:
+    async def _answer(self, method: str, target: str, headers: dict[str, str], body: bytes = b"") -> Answer:
         try:
             path, _, raw_query = target.partition("?")
             query = urllib.parse.parse_qs(raw_query, keep_blank_values=True)
             parts = [urllib.parse.unquote(p) for p in path.split("/") if p]
+            if method == "POST" and len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4:] == ["pods", "restart"]:
+                return await self._restart(parts[3], body)
             if method != "GET":
                 raise Refusal(405, "MethodNotAllowed", f"{method} is not served by the edge's MetaServer yet: it serves "
                                                        "get, list and watch from the edge store")
@@ -268,6 +277,54 @@ class MetaServer:
         except Exception:  # noqa: BLE001 - a bug answers this request with a 500; the server goes on
             log.exception("metaserver: %s %s failed", method, target[:200])
             return Answer(500, status(500, "InternalError", "an internal error occurred"))
+
+    # -- pods/restart (upstream's extension: keadm ctl restart pod) ------------------------------
+    async def _restart(self, namespace: str, body: bytes) -> Answer:
+        """Stop every container of the named pods of this node (3 s grace, as upstream); Edged then
+        starts them again by their restart policy. The answer is upstream's RestartResponse."""
+        try:
+            names = json.loads(body or b"null")
+        except ValueError:
+            raise Refusal(400, "BadRequest", "the body must be a JSON list of pod names") from None
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names) or len(names) > 256:
+            raise Refusal(400, "BadRequest", "the body must be a JSON list of at most 256 pod names")
+        if not is_dns1123_subdomain(namespace):
+            raise Refusal(400, "BadRequest", f"invalid namespace {namespace!r}")
+        if self.runtime_endpoint is None:
+            raise Refusal(503, "ServiceUnavailable", "Edged is not enabled here: no container runtime to restart pods in")
+        logged: list[str] = []
+        errors: list[str] = []
+        from cores.edge.cri import labels
+        from cores.edge.cri.client import CriClient
+
+        async with CriClient(self.runtime_endpoint) as cri:
+            for name in names:
+                if not is_dns1123_subdomain(name):
+                    errors.append(f"invalid pod name {name!r}")
+                    continue
+                if await self._db(self.store.get, f"{namespace}/pod/{name}") is None:
+                    errors.append(f'not found pod:"/{namespace}/{name}"')  # upstream's words; not this node's pod
+                    continue
+                try:
+                    containers = await cri.list_containers({labels.POD_NAME: name, labels.POD_NAMESPACE: namespace})
+                    stopped = 0
+                    for container in containers:
+                        await cri.stop_container(container.id, 3)
+                        stopped += 1
+                except Exception as error:  # noqa: BLE001 - the runtime's reason goes back to the caller
+                    errors.append(f'failed to restart pod "/{namespace}/{name}": {getattr(error, "message", None) or error}')
+                    continue
+                if not containers:
+                    errors.append(f'not found pod:"/{namespace}/{name}"')
+                else:
+                    log.info("metaserver: pod %s/%s restarted (%d containers stopped)", namespace, name, stopped)
+                    logged.append(f'the pod "{namespace}/{name}" restart successful')
+        answer: dict[str, Any] = {}
+        if errors:
+            answer["errMessages"] = errors
+        if logged:
+            answer["LogMessages"] = logged
+        return Answer(200, answer)
 
     # -- discovery -----------------------------------------------------------------------------
     def _discovery(self, parts: list[str]) -> Any:
