@@ -25,6 +25,7 @@ from cores.runtime import BUSYBOX_IMAGE, Containerd
 from tests.integration.conftest import containerd, free_port, start_controlplane  # noqa: F401 - the shared runtime fixture
 from tests.integration.edgecloud import Cloud, Core, start_cloud, start_edge
 from tests.integration.tcp_proxy import TcpProxy
+from tests.integration.test_upstream_peers import running_containers
 from tests.timeouts import scaled
 
 pytestmark = pytest.mark.slow
@@ -57,7 +58,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, containerd: Containerd) -> It
                 "command": ["sh", "-c", "i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done"]}]}}))
         wait(lambda: kubectl(plane, "get", "pod", pod, "-o", "jsonpath={.status.phase}") == "Running", 90,
              "the pod never ran")
-        yield {"plane": plane, "cloud": cloud, "edge": edge, "node": node, "pod": pod, "proxy": proxy}
+        yield {"plane": plane, "cloud": cloud, "edge": edge, "node": node, "pod": pod, "proxy": proxy,
+               "runtime": containerd.endpoint}
     finally:
         for core in (edge, cloud):
             if core is not None:
@@ -274,8 +276,10 @@ def test_top_node_and_pod(site: dict[str, Any], binary: str) -> None:
     burner = f"{node}-burn-{binary.count('/')}"
     kubectl(plane, "apply", "-f", "-", stdin=json.dumps({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": burner, "namespace": "default", "labels": {"top": burner}},
-        "spec": {"nodeName": node, "containers": [{"name": "burn", "image": BUSYBOX_IMAGE,
-                                                   "command": ["sh", "-c", "while :; do :; done"]}]}}))
+        # it must stop on TERM at once: a burner left running (sh as PID 1 ignores TERM, and the
+        # module's edge may stop before the 30 s grace ends) eats the CPU of every later test
+        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "burn", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do :; done"]}]}}))
     try:
         wait(lambda: kubectl(plane, "get", "pod", burner, "-o", "jsonpath={.status.phase}") == "Running", 60,
              "the burner never ran")
@@ -304,6 +308,7 @@ def test_top_node_and_pod(site: dict[str, Any], binary: str) -> None:
             and memory_percent.endswith("%"), fields
     finally:
         kubectl(plane, "delete", "pod", burner, "--wait=false", "--grace-period=0", "--force")
+        wait(lambda: not running_containers(site["runtime"], burner), 30, "the burner still runs after its pod was deleted")
     done = run_kubectl(binary, plane, "top", "pod", "no-such-pod")
     assert done.returncode != 0 and "not found" in done.stderr, done.stderr
 
