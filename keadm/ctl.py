@@ -169,3 +169,27 @@ def restart_pod(names: tuple[str, ...], namespace: str, config_path: str) -> Non
         click.echo(f"error: {line}", err=True)
     if failed:
         sys.exit(1)
+
+
+@ctl.command("unhold-upgrade", help="""Let pods held by the annotation edge.kubeedge.io/hold-upgrade: "true" start.
+
+
+Edged keeps such a pod Pending (condition HeldUpgrade) until it is unheld here, so an upgrade
+happens when the person at the machine says so.
+Examples:
+  keadm ctl unhold-upgrade pod nginx -n web    one pod
+  keadm ctl unhold-upgrade node                every held pod of this node
+""")
+@click.argument("resource", type=click.Choice(["pod", "node"]))
+@click.argument("name", required=False, default="")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@config_option
+def unhold_upgrade(resource: str, name: str, namespace: str, config_path: str) -> None:
+    from cores.install.ctl import CtlError
+
+    if resource == "pod" and not name:
+        raise UserError("name the pod: keadm ctl unhold-upgrade pod <name> [-n namespace]")
+    try:
+        click.echo(_ctl(config_path).unhold_upgrade(resource, name, namespace=namespace))
+    except CtlError as error:
+        raise _fail(error) from None

@@ -47,9 +47,9 @@ class MetaServerClient:
     def get(self, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
         return self.call("GET", path + ("?" + urllib.parse.urlencode(query) if query else ""))
 
-    def call(self, method: str, target: str, body: Any = None) -> dict[str, Any]:
+    def call(self, method: str, target: str, body: Any = None, raw: str | None = None) -> dict[str, Any]:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=REQUEST_TIMEOUT)
-        payload = None if body is None else json.dumps(body).encode()
+        payload = raw.encode() if raw is not None else None if body is None else json.dumps(body).encode()
         try:
             connection.request(method, target, body=payload, headers={
                 "Accept": "application/json", **({"Content-Type": "application/json"} if payload else {})})
@@ -130,6 +130,15 @@ class Ctl:
         answer = self.metaserver.call("POST", f"/api/v1/namespaces/{urllib.parse.quote(namespace, safe='')}/pods/restart",
                                       list(pods))
         return list(answer.get("LogMessages") or []), list(answer.get("errMessages") or [])
+
+    def unhold_upgrade(self, resource: str, name: str, *, namespace: str) -> str:
+        """Release pods held by ``edge.kubeedge.io/hold-upgrade``: one pod, or every one of this node."""
+        if resource == "pod":
+            self.metaserver.call("POST", "/api/v1/pods/unhold-upgrade", raw=f"{namespace}/{name}")
+            return f"pod {namespace}/{name}: upgrade unheld"
+        node = name or self.site.node_name
+        self.metaserver.call("POST", "/api/v1/nodes/unhold-upgrade", raw=node)
+        return f"node {node}: the upgrade of its held pods unheld"
 
     # -- through CRI ---------------------------------------------------------------------------
     async def _container(self, cri: Any, pod: str, namespace: str, container: str) -> Any:

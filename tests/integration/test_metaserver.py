@@ -202,6 +202,48 @@ def test_keadm_ctl_restart_pod_restarts_its_containers(site: Site) -> None:
          60, "the restarted pod never became ready again")
 
 
+def held_pod(site: Site, name: str) -> None:
+    site.cloud_kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default",
+                                                        "annotations": {"edge.kubeedge.io/hold-upgrade": "true"}},
+        "spec": {"nodeName": site.node, "terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "app", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]}]}}))
+
+
+def condition(site: Site, pod: str) -> str:
+    return site.cloud_kubectl("get", "pod", pod, "-o", "jsonpath={.status.conditions[?(@.type=='HeldUpgrade')].status}")
+
+
+def test_a_pod_held_for_upgrade_waits_until_keadm_ctl_unholds_it(site: Site) -> None:
+    first, second = f"{site.node}-held-a", f"{site.node}-held-b"
+    held_pod(site, first)
+    held_pod(site, second)
+    try:
+        for pod in (first, second):
+            wait(lambda: condition(site, pod) == "True", 30, f"{pod} never got the HeldUpgrade condition")
+        time.sleep(scaled(3))
+        for pod in (first, second):
+            assert site.cloud_kubectl("get", "pod", pod, "-o", "jsonpath={.status.phase}") == "Pending"
+        refused = keadm_ctl(site, "unhold-upgrade", "pod", site.pod)
+        assert refused.returncode == 1 and "not marked with hold-upgrade" in refused.stderr
+
+        done = keadm_ctl(site, "unhold-upgrade", "pod", first)
+        assert done.returncode == 0, done.stderr
+        wait(lambda: site.cloud_kubectl("get", "pod", first, "-o", "jsonpath={.status.phase}") == "Running", 60,
+             "the unheld pod never ran")
+        assert condition(site, first) == "False"
+        assert site.cloud_kubectl("get", "pod", second, "-o", "jsonpath={.status.phase}") == "Pending"
+
+        done = keadm_ctl(site, "unhold-upgrade", "node")
+        assert done.returncode == 0, done.stderr
+        wait(lambda: site.cloud_kubectl("get", "pod", second, "-o", "jsonpath={.status.phase}") == "Running", 60,
+             "the pod unheld with its node never ran")
+        other = keadm_ctl(site, "unhold-upgrade", "node", "some-other-node")
+        assert other.returncode == 1 and 'nodes "some-other-node" not found' in other.stderr
+    finally:
+        site.cloud_kubectl("delete", "pod", first, second, "--wait=false")
+
+
 def test_with_the_cloud_killed_the_edge_still_answers(site: Site) -> None:
     site.cloud.stop()
     wait(lambda: "connection lost" in site.edge.log() or "disconnected from" in site.edge.log(), 30,

@@ -201,3 +201,15 @@ def test_sidecars_gate_initialization_until_started_then_count_for_readiness() -
     assert status.conditions([ready_sidecar], [app_running], True, "Running")["Ready"][0] == "True"
     # the app is done: the pod succeeds whatever its sidecar is doing
     assert status.phase(pod, [ready_sidecar], [app_done], True) == "Succeeded"
+
+
+def test_hold_upgrade_holds_only_annotated_pending_pods_not_being_deleted() -> None:
+    from cores.edge.edged.pods import held_for_upgrade
+
+    annotated = {"metadata": {"annotations": {"edge.kubeedge.io/hold-upgrade": "true"}}}
+    assert held_for_upgrade(annotated)  # no status yet: Pending
+    assert held_for_upgrade({**annotated, "status": {"phase": "Pending"}})
+    assert not held_for_upgrade({**annotated, "status": {"phase": "Running"}})
+    assert not held_for_upgrade({"metadata": {**annotated["metadata"], "deletionTimestamp": "2026-12-04T00:00:00Z"}})
+    assert not held_for_upgrade({"metadata": {"annotations": {"edge.kubeedge.io/hold-upgrade": "True"}}})
+    assert not held_for_upgrade({"metadata": "junk", "status": []})

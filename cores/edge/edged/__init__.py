@@ -48,6 +48,9 @@ MIRROR_SYNC_SECONDS = 2.0  # how soon a mirror pod deleted in the cloud comes ba
 REQUEST_TIMEOUT = 30.0
 
 
+UNHOLD_UPGRADE = "unhold-upgrade"  # upstream's model.UnholdUpgradeOperation, from MetaServer
+
+
 def seconds(duration: str) -> float:
     """Go duration text ("10s", "5m0s", "1h2m") in seconds."""
     units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
@@ -110,6 +113,9 @@ class Edged:
                     self.pods.connection(self.connected.is_set())
                 elif message.route.operation in ("insert", "update", "delete") and not message.parent_msg_id:
                     self.pods.handle(message)
+                elif message.route.operation == UNHOLD_UPGRADE:
+                    namespace, _, name = message.route.resource.partition("/pod/")
+                    self.pods.unhold(namespace, name)
         finally:
             for task in tasks:
                 task.cancel()

@@ -53,6 +53,18 @@ TOKEN_RETRY_SECONDS = 10.0          # between renewal attempts that brought noth
 MIRROR_GONE_REASONS = (NOT_FOUND, CONFLICT, FORBIDDEN)
 
 
+HOLD_UPGRADE = "edge.kubeedge.io/hold-upgrade"
+
+
+def held_for_upgrade(pod: dict[str, Any]) -> bool:
+    """Upstream's rule: annotated hold-upgrade "true", not being deleted, and still Pending."""
+    metadata: dict[str, Any] = pod["metadata"] if isinstance(pod.get("metadata"), dict) else {}
+    annotations: dict[str, Any] = metadata["annotations"] if isinstance(metadata.get("annotations"), dict) else {}
+    status: dict[str, Any] = pod["status"] if isinstance(pod.get("status"), dict) else {}
+    return (annotations.get(HOLD_UPGRADE) == "true" and not metadata.get("deletionTimestamp")
+            and (status.get("phase") or "Pending") == "Pending")
+
+
 class PodManager:
     def __init__(self, requests: CloudRequests, cri: CriClient, *, node_name: str, node_ip: str, root_directory: str,
                  logs_root: str, report_events: bool = False) -> None:
@@ -71,8 +83,10 @@ class PodManager:
         self.next_renewal: dict[tuple[str, str], float] = {}     # loop time before which no renewal is tried again
         self.mirrors: dict[str, dict[str, Any]] = {}        # "<ns>/<name>" -> mirror pod of a static pod, as the cloud has it
         self.mirror_retry: dict[str, float] = {}            # static pod uid -> loop time of the next creation after a refusal
+        self.held: dict[str, dict[str, Any]] = {}           # "<ns>/<name>" -> newest version of a pod held by hold-upgrade
         self.connected = asyncio.Event()
         self.started_at = asyncio.get_running_loop().time()
+        self._background: set[asyncio.Task[None]] = set()
         self.housekeeper = asyncio.create_task(self._housekeeping(), name="edged-housekeeping")
         self.relister = asyncio.create_task(self._relist(), name="edged-relist")
 
@@ -84,6 +98,8 @@ class PodManager:
         self.relister.cancel()
         for renewal in self.renewals.values():
             renewal.cancel()
+        for task in list(self._background):
+            task.cancel()
         for worker in list(self.workers.values()):
             worker.cancel()
 
@@ -144,6 +160,7 @@ class PodManager:
             log.warning("pod %s/%s refused: %s", namespace, name, refusal)  # its names would become host paths
             return
         if operation == "delete":
+            self.held.pop(key, None)
             if worker is None and not uid:
                 worker = next((w for w in self.workers.values() if w.key == key and not w.static), None)
             if worker is not None and not worker.static:
@@ -154,8 +171,50 @@ class PodManager:
         if worker is not None:
             worker.update(pod)
             return
+        if held_for_upgrade(pod):
+            first = key not in self.held
+            self.held[key] = pod  # the newest version runs once unheld
+            if first:
+                log.info("pod %s/%s held: annotated %s=true and still Pending (keadm ctl unhold-upgrade releases it)",
+                         namespace, name, HOLD_UPGRADE)
+                self._spawn(self._held_condition(namespace, name, uid, held=True), f"hold-{key}")
+            return
         log.info("pod %s/%s (%s) added", namespace, name, uid)
         self.workers[uid] = PodWorker(self, pod)
+
+    def unhold(self, namespace: str, name: str) -> bool:
+        """Start a pod held by hold-upgrade (MetaServer's unhold-upgrade); False when none is held."""
+        key = f"{namespace}/{name}"
+        pod = self.held.pop(key, None)
+        if pod is None:
+            log.info("unhold-upgrade: no pod %s is held here", key)
+            return False
+        uid = podspec.pod_uid(pod)
+        log.info("pod %s (%s) unheld: starting it", key, uid)
+        self._spawn(self._held_condition(namespace, name, uid, held=False), f"unhold-{key}")
+        self.workers[uid] = PodWorker(self, pod)
+        return True
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _held_condition(self, namespace: str, name: str, uid: str, *, held: bool) -> None:
+        """Upstream's HeldUpgrade pod condition, True while held; set False when released (upstream leaves it)."""
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        condition = {"type": "HeldUpgrade", "status": "True" if held else "False",
+                     "reason": "HoldUpgradeEnabled" if held else "HoldUpgradeReleased",
+                     "message": "Upgrade is currently held due to edge-hold-upgrade annotation" if held
+                     else "Upgrade released by unhold-upgrade", "lastTransitionTime": now}
+        for _ in range(30):
+            try:
+                await self.requests.patch(f"{namespace}/podpatch/{name}", json.dumps(
+                    {"metadata": {"uid": uid}, "status": {"conditions": [condition]}}, separators=(",", ":")))
+                return
+            except StatusError as error:
+                log.debug("pod %s/%s: HeldUpgrade condition not reported yet: %s", namespace, name, error)
+                await self.wait_connected_or(2)
 
     def _mirror(self, operation: str, key: str, pod: dict[str, Any]) -> None:
         if operation == "delete":

@@ -69,7 +69,8 @@ class MetaManager:
             runtime = str((edged.get("tailoredKubeletConfig") or {}).get("containerRuntimeEndpoint") or "") \
                 if edged.get("enable") else ""
             self.metaserver = MetaServer(str(server.get("server") or "127.0.0.1:10550"), self._db, self.store,
-                                         runtime or None)
+                                         runtime or None, self._unhold if runtime else None,
+                                         str(edged.get("hostnameOverride") or ""))
             await self.metaserver.start()
         while True:
             message = await ctx.receive(self.name)
@@ -189,6 +190,10 @@ class MetaManager:
         except ResourceError:
             return
         self._publish(await self._db(self.store.put, _store_key(request, resource), kind, obj))
+
+    def _unhold(self, namespace: str, name: str) -> None:
+        """MetaServer's unhold-upgrade, to Edged (upstream's model.UnholdUpgradeOperation)."""
+        self.tasks.spawn(self._to_edged("unhold-upgrade", f"{namespace}/pod/{name}", None), "unhold-upgrade")
 
     def _publish(self, change: Any) -> None:
         if self.metaserver is not None:

@@ -15,7 +15,8 @@ or away:
 What the edge holds is what the cloud sent this node (its pods and what they reference), so a
 read can reach nothing another node owns. ``resourceVersion`` is the store's local revision (why:
 see the store). Writes are not served yet: they answer 405 with the reason. Upstream's
-``POST .../pods/restart`` (a JSON list of names) stops the named pods' containers through CRI. Not yet either:
+``POST .../pods/restart`` (a JSON list of names) stops the named pods' containers through CRI, and
+``POST /api/v1/pods|nodes/unhold-upgrade`` releases pods Edged holds for ``hold-upgrade``. Not yet either:
 reads that go to the cloud first, HTTPS with service-account tokens and RBAC.
 
 HTTP/1.1 on h11 (the edge never loads aiohttp): keep-alive, one request at a time a connection;
@@ -146,8 +147,11 @@ class Watcher:
 
 class MetaServer:
     def __init__(self, address: str, db: Callable[..., Awaitable[Any]], store: MetaStore,
-                 runtime_endpoint: str | None = None) -> None:
+                 runtime_endpoint: str | None = None, unhold: Callable[[str, str], None] | None = None,
+                 node_name: str = "") -> None:
         self.runtime_endpoint = runtime_endpoint  # for pods/restart; None when Edged is off
+        self.unhold = unhold                      # tells Edged to start a held pod (namespace, name)
+        self.node_name = node_name
         host, _, port = address.rpartition(":")
         self.host, self.port = host or "127.0.0.1", int(port or 10550)
         self._db, self.store = db, store
@@ -265,6 +269,8 @@ class MetaServer:
             parts = [urllib.parse.unquote(p) for p in path.split("/") if p]
             if method == "POST" and len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4:] == ["pods", "restart"]:
                 return await self._restart(parts[3], body)
+            if method == "POST" and parts in (["api", "v1", "pods", "unhold-upgrade"], ["api", "v1", "nodes", "unhold-upgrade"]):
+                return await self._unhold(parts[2], body)
             if method != "GET":
                 raise Refusal(405, "MethodNotAllowed", f"{method} is not served by the edge's MetaServer yet: it serves "
                                                        "get, list and watch from the edge store")
@@ -325,6 +331,44 @@ class MetaServer:
         if logged:
             answer["LogMessages"] = logged
         return Answer(200, answer)
+
+    # -- unhold-upgrade (upstream's extension: keadm ctl unhold-upgrade pod|node) ---------------
+    async def _unhold(self, resource: str, body: bytes) -> Answer:
+        """Release pods Edged holds for ``edge.kubeedge.io/hold-upgrade``: one (body ``<ns>/<name>``) or
+        every one of this node (body: the node's name). Checked against the store, as upstream checks
+        them against the API: annotated "true" and still Pending."""
+        text = body.decode("utf-8", "replace").strip()
+        if self.unhold is None:
+            raise Refusal(503, "ServiceUnavailable", "Edged is not enabled here: no pod is held")
+        if resource == "pods":
+            namespace, _, name = text.partition("/")
+            if not (is_dns1123_subdomain(namespace) and is_dns1123_subdomain(name)):
+                raise Refusal(400, "BadRequest", "invalid format, expected <namespace>/<name>")
+            value = await self._db(self.store.get, f"{namespace}/pod/{name}")
+            if value is None:
+                raise Refusal(404, "NotFound", f'pods "{name}" not found')
+            pod = json.loads(value)
+            refusal = _hold_refusal(pod)
+            if refusal:
+                raise Refusal(400, "BadRequest", refusal)
+            self.unhold(namespace, name)
+            return Answer(200, {})
+        node = self.node_name
+        if not node or text != node:
+            raise Refusal(404, "NotFound", f'nodes "{text}" not found' if text else "node name required in body")
+        _, rows = await self._db(self.store.listing, "pod")
+        released = 0
+        for key, value, _ in rows:
+            try:
+                pod = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(pod, dict) and not _hold_refusal(pod):
+                namespace, _, name = _split_key(key)
+                self.unhold(namespace, name)
+                released += 1
+        log.info("metaserver: unhold-upgrade of node %s: %d pods released", node, released)
+        return Answer(200, {})
 
     # -- discovery -----------------------------------------------------------------------------
     def _discovery(self, parts: list[str]) -> Any:
@@ -550,6 +594,17 @@ async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             left -= len(data)
     except (TimeoutError, ConnectionError, OSError):
         return
+
+
+def _hold_refusal(pod: Any) -> str:
+    """Why a pod cannot be unheld (upstream's words), "" when it can."""
+    metadata: dict[str, Any] = pod["metadata"] if isinstance(pod, dict) and isinstance(pod.get("metadata"), dict) else {}
+    status: dict[str, Any] = pod["status"] if isinstance(pod, dict) and isinstance(pod.get("status"), dict) else {}
+    if (metadata.get("annotations") or {}).get("edge.kubeedge.io/hold-upgrade") != "true":
+        return "pod is not marked with hold-upgrade annotation"
+    if (status.get("phase") or "Pending") != "Pending":
+        return "pod is not in pending phase"
+    return ""
 
 
 def _one(query: dict[str, list[str]], name: str) -> str:
