@@ -148,3 +148,21 @@ def test_bad_log_options_are_refused(query: str) -> None:
 def test_since_seconds_is_relative_to_now() -> None:
     now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
     assert logs.parse_options("sinceSeconds=10", now).since == now - datetime.timedelta(seconds=10)
+
+
+def test_a_line_written_while_a_tail_is_read_is_not_part_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--tail=2`` printed three lines through kube-apiserver once (CI): the container wrote a line
+    between finding where the last two begin and reading them. What was there at the request, no more."""
+    log = tmp_path / "0.log"
+    _write_log(log)
+    counted = logs._tail_span
+
+    def then_the_container_writes(path: str, lines: int) -> tuple[int, int]:
+        span = counted(path, lines)
+        with open(path, "ab") as handle:
+            handle.write(b"2026-01-01T00:00:05.000000005Z stdout F five\n")
+        return span
+
+    monkeypatch.setattr(logs, "_tail_span", then_the_container_writes)
+    assert _read(log, "tailLines=2") == b"four\n"  # the garbage line counts as one, as kubelet counts
+    assert _read(log, "tailLines=1") == b"five\n"

@@ -14,6 +14,7 @@ import datetime
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import BinaryIO
 from urllib.parse import parse_qs
 
 FOLLOW_POLL_SECONDS = 0.1
@@ -106,27 +107,31 @@ def parse_line(raw: bytes) -> LogLine | None:
     return LogLine(parts[0].decode("ascii", "replace"), parts[1].decode(), text + (b"\n" if parts[2] == b"F" else b""))
 
 
-def _tail_offset(path: str, lines: int) -> int:
-    """Where the last ``lines`` lines of the file begin (0: the whole file)."""
+def _tail_span(path: str, lines: int) -> tuple[int, int]:
+    """Where the last ``lines`` lines of the file begin, and the file's end when they were counted."""
     with open(path, "rb") as handle:
         end = handle.seek(0, os.SEEK_END)
-        position, newlines = end, 0
-        while position > 0:
-            start = max(0, position - READ_BLOCK)
-            handle.seek(start)
-            block = handle.read(position - start)
-            # the file's last byte is a newline: it ends the last line, it does not start one
-            count_from = len(block) - 1 if position == end and block.endswith(b"\n") else len(block)
-            index = count_from
-            while True:
-                index = block.rfind(b"\n", 0, index)
-                if index < 0:
-                    break
-                newlines += 1
-                if newlines >= lines:
-                    return start + index + 1
-            position = start
-        return 0
+        return (end if lines == 0 else _tail_start(handle, end, lines)), end
+
+
+def _tail_start(handle: BinaryIO, end: int, lines: int) -> int:
+    position, newlines = end, 0
+    while position > 0:
+        start = max(0, position - READ_BLOCK)
+        handle.seek(start)
+        block = handle.read(position - start)
+        # the file's last byte is a newline: it ends the last line, it does not start one
+        count_from = len(block) - 1 if position == end and block.endswith(b"\n") else len(block)
+        index = count_from
+        while True:
+            index = block.rfind(b"\n", 0, index)
+            if index < 0:
+                break
+            newlines += 1
+            if newlines >= lines:
+                return start + index + 1
+        position = start
+    return 0
 
 
 class _Formatter:
@@ -167,9 +172,13 @@ def _lines(buffer: bytearray) -> Iterator[bytes]:
 async def stream_log(path: str, options: LogOptions, still_running: Callable[[], Awaitable[bool]]) -> AsyncIterator[bytes]:
     """The container's output as kubectl shows it, in chunks; with ``follow``, until the container
     stops (checked every second) and its file is read to the end."""
-    offset = await asyncio.to_thread(_tail_offset, path, options.tail_lines) if options.tail_lines is not None else 0
-    if options.tail_lines == 0:
-        offset = await asyncio.to_thread(os.path.getsize, path)
+    if options.tail_lines is not None:
+        offset, end = await asyncio.to_thread(_tail_span, path, options.tail_lines)
+    else:
+        offset, end = 0, await asyncio.to_thread(os.path.getsize, path)
+    # Without follow, what was in the file when the request came, no more: a line the container
+    # writes meanwhile would make --tail=2 print three
+    stop_at = None if options.follow else end
     handle = await asyncio.to_thread(open, path, "rb")
     formatter = _Formatter(options)
     buffer = bytearray()
@@ -178,8 +187,11 @@ async def stream_log(path: str, options: LogOptions, still_running: Callable[[],
     running = options.follow
     try:
         await asyncio.to_thread(handle.seek, offset)
+        position = offset
         while True:
-            block = await asyncio.to_thread(handle.read, READ_BLOCK)
+            size = READ_BLOCK if stop_at is None else min(READ_BLOCK, stop_at - position)
+            block = await asyncio.to_thread(handle.read, size) if size > 0 else b""
+            position += len(block)
             if block:
                 buffer += block
                 out = bytearray()
