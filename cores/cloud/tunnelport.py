@@ -86,7 +86,8 @@ def parse(text: str) -> TunnelPortRecord:
     if not isinstance(by_ip, dict) or not isinstance(claimed, dict):
         raise RecordError("the tunnel-port record's ipTunnelPort and port must be objects")
     ip_tunnel_port = {ip: port for ip, port in by_ip.items() if valid_ip(ip) and valid_port(port)}
-    ports = {int(key) for key, taken in claimed.items() if taken is True and key.isdigit() and valid_port(int(key))}
+    ports = {int(key) for key, taken in claimed.items()  # isdigit alone takes "²", which int() refuses
+             if taken is True and key.isascii() and key.isdigit() and len(key) <= 5 and valid_port(int(key))}
     return TunnelPortRecord(ip_tunnel_port, frozenset(ports | set(ip_tunnel_port.values())))
 
 

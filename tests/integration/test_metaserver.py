@@ -78,7 +78,7 @@ def site(controlplane: ControlPlane, containerd: Containerd, tmp_path_factory: p
         here.cloud_kubectl("apply", "-f", "-", stdin=json.dumps({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": here.pod, "namespace": "default", "labels": {"app": "meta"}},
             "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [{
-                "name": "app", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+                "name": "app", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo meta-$i; sleep 0.5; done"],
                 "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
                 "volumes": [{"name": "cfg", "configMap": {"name": here.configmap}}]}}))
         wait(lambda: here.cloud_kubectl("get", "pod", here.pod, "-o", "jsonpath={.status.phase}") == "Running", 90,
@@ -110,6 +110,21 @@ def test_kubectl_at_the_edge_lists_the_nodes_objects(site: Site, binary: str) ->
     assert node.stdout == site.node, node.stderr
     refused = site.edge_kubectl(binary, "delete", "configmap", "-n", "default", site.configmap)
     assert refused.returncode != 0 and "get, list and watch" in refused.stderr
+
+
+@pytest.mark.parametrize("binary", KUBECTLS, ids=["kubectl-1.32", "kubectl-1.20"])
+def test_kubectl_logs_at_the_edge_through_metaserver(site: Site, binary: str) -> None:
+    wait(lambda: "meta-2" in site.edge_kubectl(binary, "logs", site.pod, "-n", "default").stdout, 30,
+         lambda: f"no log through MetaServer: {site.edge_kubectl(binary, 'logs', site.pod, '-n', 'default')}")
+    done = site.edge_kubectl(binary, "logs", site.pod, "-n", "default", "--tail=1")
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 1 and done.stdout.startswith("meta-"), done
+    stamped = site.edge_kubectl(binary, "logs", site.pod, "-n", "default", "--timestamps", "--tail=1")
+    stamp, _, line = stamped.stdout.strip().partition(" ")
+    assert stamp.startswith("20") and stamp.endswith("Z") and line.startswith("meta-"), stamped
+    missing = site.edge_kubectl(binary, "logs", "no-such-pod", "-n", "default")
+    assert missing.returncode == 1 and 'pods "no-such-pod" not found' in missing.stderr
+    wrong = site.edge_kubectl(binary, "logs", site.pod, "-n", "default", "-c", "nope")
+    assert wrong.returncode == 1 and "container nope is not valid" in wrong.stderr
 
 
 def test_the_kubernetes_client_reads_through_metaserver(site: Site) -> None:
@@ -180,7 +195,7 @@ def test_keadm_ctl_get_describe_logs_and_exec(site: Site) -> None:
     done = keadm_ctl(site, "exec", site.pod, "--", "sh", "-c", "test -f /cfg/v && echo out; echo to-stderr >&2; exit 4")
     assert (done.stdout, done.stderr.strip(), done.returncode) == ("out\n", "to-stderr", 4)
     keadm_ctl(site, "exec", site.pod, "--", "sh", "-c", "echo ctl-log-line > /proc/1/fd/1")
-    logs = keadm_ctl(site, "logs", site.pod, "--tail", "5")
+    logs = keadm_ctl(site, "logs", site.pod, "--tail", "20")
     assert logs.returncode == 0 and "ctl-log-line" in logs.stdout, logs.stderr
     gone = keadm_ctl(site, "logs", "no-such-pod")
     assert gone.returncode == 1 and "no container" in gone.stderr

@@ -10,6 +10,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -175,5 +176,43 @@ def test_a_watch_with_a_selector_sees_objects_come_into_and_leave_it(server: Run
         server.put("default/configmap/s", "configmap", configmap("s", {"app": "gone"}))
         event = json.loads(response.readline())
         assert (event["type"], event["object"]["metadata"]["labels"]) == ("DELETED", {"app": "gone"})
+    finally:
+        connection.close()
+
+
+def test_a_client_that_leaves_a_watch_frees_it_at_once_and_bad_timeouts_are_400(server: Running) -> None:
+    for bad in ("nan", "-1", "1.5", "inf"):
+        status, body = server.request("GET", f"/api/v1/configmaps?watch=true&timeoutSeconds={bad}")
+        assert status == 400 and "timeoutSeconds" in body["message"], (bad, body)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("GET", "/api/v1/configmaps?watch=true&resourceVersion=0")
+    assert connection.getresponse().status == 200
+    deadline = time.monotonic() + 5
+    while not server.server.watchers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(server.server.watchers) == 1
+    connection.close()  # no change comes: only the close can tell the server
+    while server.server.watchers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not server.server.watchers, "a watch whose client left still holds its slot"
+
+
+def test_a_resumed_watch_with_a_selector_sees_an_object_leave_it(server: Running) -> None:
+    server.put("default/configmap/r", "configmap", configmap("r", {"app": "x"}))
+    _, listed = server.request("GET", "/api/v1/namespaces/default/configmaps?labelSelector=app%3Dx")
+    server.put("default/configmap/r", "configmap", configmap("r", {"app": "gone"}))
+    events = server.watch_lines("/api/v1/namespaces/default/configmaps?watch=true&labelSelector=app%3Dx&timeoutSeconds=1"
+                                f"&resourceVersion={listed['metadata']['resourceVersion']}")
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("DELETED", "r")]
+
+
+def test_head_answers_without_a_body_and_keeps_the_connection(server: Running) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request("HEAD", "/api/v1/namespaces/default/configmaps")
+        response = connection.getresponse()
+        assert response.status == 200 and response.read() == b""
+        connection.request("GET", "/version")
+        assert json.loads(connection.getresponse().read())["major"] == "1"
     finally:
         connection.close()

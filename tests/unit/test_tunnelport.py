@@ -42,7 +42,7 @@ def test_garbage_entries_are_left_out_never_put_in_a_rule() -> None:
     record = tunnelport.parse(json.dumps({
         "ipTunnelPort": {"10.0.0.5": 10351, "10.0.0.5 -j ACCEPT": 10352, "10.0.0.7": "10353", "10.0.0.8": 70000,
                          "010.0.0.9": 10354, "fd00::1": 10355, "10.0.0.10": True},
-        "port": {"10351": True, "abc": True, "-1": True, "10360": False}}))
+        "port": {"10351": True, "abc": True, "-1": True, "10360": False, "²": True, "9" * 5000: True}}))
     assert record.ip_tunnel_port == {"10.0.0.5": 10351, "fd00::1": 10355}
     assert record.ports == {10351, 10355}
     assert rules.dnat_rules(record, 10003) == {("-p", "tcp", "-j", "DNAT", "--dport", "10351", "--to", "10.0.0.5:10003")}

@@ -160,10 +160,11 @@ class IptablesManager:
         for rule in sorted(desired):
             if await iptables.ensure_rule(rules.CHAIN, rule):
                 log.info("DNAT %s added", rules.describe(rule))
+            self.applied.add(rule)  # one by one: a pass that fails halfway still knows what it made
         for rule in sorted(self.applied - desired):
             await iptables.delete_rule(rules.CHAIN, rule)
+            self.applied.discard(rule)
             log.info("DNAT %s deleted: its CloudCore left the tunnel-port record", rules.describe(rule))
-        self.applied = desired
 
     def _report(self, message: str) -> None:
         """Log a failure once, not every period."""

@@ -87,6 +87,7 @@ class PodManager:
         self.connected = asyncio.Event()
         self.started_at = asyncio.get_running_loop().time()
         self._background: set[asyncio.Task[None]] = set()
+        self._held_reports: dict[str, asyncio.Task[None]] = {}  # "<ns>/<name>" -> its HeldUpgrade report
         self.housekeeper = asyncio.create_task(self._housekeeping(), name="edged-housekeeping")
         self.relister = asyncio.create_task(self._relist(), name="edged-relist")
 
@@ -171,14 +172,16 @@ class PodManager:
         if worker is not None:
             worker.update(pod)
             return
-        if held_for_upgrade(pod):
+        if held_for_upgrade(pod) and not volumes.pod_dir(self.root_directory, uid).exists():
+            # (a pod with a directory here ran before: unheld, then the cloud never heard of it)
             first = key not in self.held
             self.held[key] = pod  # the newest version runs once unheld
             if first:
                 log.info("pod %s/%s held: annotated %s=true and still Pending (keadm ctl unhold-upgrade releases it)",
                          namespace, name, HOLD_UPGRADE)
-                self._spawn(self._held_condition(namespace, name, uid, held=True), f"hold-{key}")
+                self._held_report(key, self._held_condition(namespace, name, uid, held=True))
             return
+        self.held.pop(key, None)
         log.info("pod %s/%s (%s) added", namespace, name, uid)
         self.workers[uid] = PodWorker(self, pod)
 
@@ -190,15 +193,23 @@ class PodManager:
             log.info("unhold-upgrade: no pod %s is held here", key)
             return False
         uid = podspec.pod_uid(pod)
+        self._held_report(key, self._held_condition(namespace, name, uid, held=False))
+        if uid in self.workers:
+            return True
         log.info("pod %s (%s) unheld: starting it", key, uid)
-        self._spawn(self._held_condition(namespace, name, uid, held=False), f"unhold-{key}")
         self.workers[uid] = PodWorker(self, pod)
         return True
 
-    def _spawn(self, coroutine: Any, name: str) -> None:
-        task = asyncio.create_task(coroutine, name=name)
+    def _held_report(self, key: str, coroutine: Any) -> None:
+        """One report of a pod's HeldUpgrade condition at a time: a newer one replaces one still retrying."""
+        previous = self._held_reports.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+        task = asyncio.create_task(coroutine, name=f"held-upgrade-{key}")
+        self._held_reports[key] = task
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda done: self._held_reports.pop(key, None) if self._held_reports.get(key) is done else None)
 
     async def _held_condition(self, namespace: str, name: str, uid: str, *, held: bool) -> None:
         """Upstream's HeldUpgrade pod condition, True while held; set False when released (upstream leaves it)."""
@@ -207,14 +218,14 @@ class PodManager:
                      "reason": "HoldUpgradeEnabled" if held else "HoldUpgradeReleased",
                      "message": "Upgrade is currently held due to edge-hold-upgrade annotation" if held
                      else "Upgrade released by unhold-upgrade", "lastTransitionTime": now}
-        for _ in range(30):
+        while True:  # until the cloud has it, however long it is away
             try:
                 await self.requests.patch(f"{namespace}/podpatch/{name}", json.dumps(
                     {"metadata": {"uid": uid}, "status": {"conditions": [condition]}}, separators=(",", ":")))
                 return
             except StatusError as error:
                 log.debug("pod %s/%s: HeldUpgrade condition not reported yet: %s", namespace, name, error)
-                await self.wait_connected_or(2)
+                await self.wait_connected_or(5)
 
     def _mirror(self, operation: str, key: str, pod: dict[str, Any]) -> None:
         if operation == "delete":
@@ -429,7 +440,7 @@ class PodManager:
 
     async def remove_orphans(self) -> list[str]:
         """Remove sandboxes, containers and pod directories of this node that no pod claims."""
-        known = set(self.workers)
+        known = set(self.workers) | {podspec.pod_uid(pod) for pod in self.held.values()}
         removed: list[str] = []
         mine = labels_for_node(self.node_name)
         for container in await self.cri.list_containers(labels=mine):

@@ -10,7 +10,8 @@ or away:
   ``resourceVersion`` the log still holds, an ``ERROR`` 410 Expired event for one it dropped,
   bookmarks when asked, ``timeoutSeconds``;
 - discovery (``/api``, ``/apis``, ``/version``, health) for those resources, built in, so it
-  answers with the cloud away.
+  answers with the cloud away;
+- ``pods/log`` (kubectl logs, its options as kubelet's) read through CRI, as upstream's.
 
 What the edge holds is what the cloud sent this node (its pods and what they reference), so a
 read can reach nothing another node owns. ``resourceVersion`` is the store's local revision (why:
@@ -32,7 +33,7 @@ import dataclasses
 import json
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import h11
@@ -102,7 +103,8 @@ def status(code: int, reason: str, message: str) -> dict[str, Any]:
 class Answer:
     code: int
     body: Any                                      # JSON-able, or bytes
-    stream: AsyncIterator[bytes] | None = None     # a watch: chunks after the head
+    stream: AsyncGenerator[bytes, None] | None = None  # a watch or a log: chunks after the head
+    content_type: str = "application/json"
 
     def encoded(self) -> bytes:
         return self.body if isinstance(self.body, bytes) else json.dumps(self.body, separators=(",", ":")).encode()
@@ -195,8 +197,11 @@ class MetaServer:
                 if too_large:
                     answer = Answer(413, status(413, "RequestEntityTooLarge", f"the request body is larger than {MAX_BODY} bytes"))
                 else:
-                    answer = await self._answer(method, target, headers, body)
-                await self._send(writer, conn, answer)
+                    answer = await self._answer("GET" if method == "HEAD" else method, target, headers, body)
+                streamed = answer.stream is not None
+                await self._send(reader, writer, conn, answer, head_only=method == "HEAD")
+                if streamed:
+                    return  # what the client sent during a stream was read as its end: nothing to go on with
                 if too_large:
                     await _linger(reader, writer)
                     return  # an unread body leaves nothing to read the next request from
@@ -243,24 +248,48 @@ class MetaServer:
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
         return request.method.decode("latin-1"), request.target.decode("latin-1"), headers, bytes(body), size > MAX_BODY
 
-    async def _send(self, writer: asyncio.StreamWriter, conn: h11.Connection, answer: Answer) -> None:
-        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-cache, private")]
-        if answer.stream is None:
-            body = answer.encoded()
+    async def _send(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: h11.Connection,
+                    answer: Answer, head_only: bool = False) -> None:
+        headers = [("Content-Type", answer.content_type), ("Cache-Control", "no-cache, private")]
+        if answer.stream is None or head_only:
+            if answer.stream is not None:
+                await answer.stream.aclose()
+            body = answer.encoded() if answer.stream is None else b""
             writer.write(conn.send(h11.Response(status_code=answer.code, headers=[*headers, ("Content-Length", str(len(body)))]))
                          or b"")
-            writer.write(conn.send(h11.Data(data=body)) or b"")
+            if not head_only:  # h11 knows a HEAD answer has no body, and refuses one
+                writer.write(conn.send(h11.Data(data=body)) or b"")
             writer.write(conn.send(h11.EndOfMessage()) or b"")
             await writer.drain()
             return
-        writer.write(conn.send(h11.Response(status_code=answer.code, headers=[*headers, ("Transfer-Encoding", "chunked")]))
-                     or b"")
-        await writer.drain()
-        async for chunk in answer.stream:
-            writer.write(conn.send(h11.Data(data=chunk)) or b"")
+        stream = answer.stream
+        # A client that goes away is seen at once, not at the next write: a log -f of a quiet
+        # container, or a watch with no change, would hold its file, its CRI client or its watcher slot.
+        gone = asyncio.ensure_future(reader.read(1))
+        following: asyncio.Future[bytes] | None = None
+        try:
+            writer.write(conn.send(h11.Response(status_code=answer.code, headers=[*headers, ("Transfer-Encoding", "chunked")]))
+                         or b"")
             await writer.drain()
-        writer.write(conn.send(h11.EndOfMessage()) or b"")
-        await writer.drain()
+            while True:
+                following = asyncio.ensure_future(anext(stream))
+                await asyncio.wait({following, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not following.done():
+                    return  # the client went away
+                try:
+                    chunk = following.result()
+                except StopAsyncIteration:
+                    break
+                writer.write(conn.send(h11.Data(data=chunk)) or b"")
+                await writer.drain()
+            writer.write(conn.send(h11.EndOfMessage()) or b"")
+            await writer.drain()
+        finally:
+            for task in (following, gone):
+                if task is not None and not task.done():
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+            await stream.aclose()  # after the step that ran it is over: its finally runs now
 
     async def _answer(self, method: str, target: str, headers: dict[str, str], body: bytes = b"") -> Answer:
         try:
@@ -277,6 +306,8 @@ class MetaServer:
             discovered = self._discovery(parts)
             if discovered is not None:
                 return Answer(200, discovered)
+            if len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "pods" and parts[6] == "log":
+                return await self._log(parts[3], parts[5], raw_query)
             return await self._read(parts, query, headers)
         except Refusal as refusal:
             return Answer(refusal.code, status(refusal.code, refusal.reason, refusal.message))
@@ -331,6 +362,61 @@ class MetaServer:
         if logged:
             answer["LogMessages"] = logged
         return Answer(200, answer)
+
+    # -- pods/log, through CRI: kubectl logs at the edge with the cloud away -----------------------
+    async def _log(self, namespace: str, name: str, raw_query: str) -> Answer:
+        from cores.edge.edged import logs
+
+        value = await self._db(self.store.get, f"{namespace}/pod/{name}")
+        if value is None:
+            raise Refusal(404, "NotFound", f'pods "{name}" not found')
+        pod = json.loads(value)
+        containers = [str(c.get("name")) for c in ((pod.get("spec") or {}).get("containers") or []) if isinstance(c, dict)]
+        query = urllib.parse.parse_qs(raw_query, keep_blank_values=True)
+        container = _one(query, "container")
+        if not container:
+            if len(containers) != 1:
+                raise Refusal(400, "BadRequest", f"a container name must be specified for pod {name}, choose one of: "
+                                                 f"[{' '.join(containers)}]")
+            container = containers[0]
+        elif container not in containers:
+            raise Refusal(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        try:
+            options = logs.parse_options(raw_query)
+        except logs.LogOptionsError as error:
+            raise Refusal(400, "BadRequest", str(error)) from None
+        if self.runtime_endpoint is None:
+            raise Refusal(503, "ServiceUnavailable", "Edged is not enabled here: no container runtime to read logs from")
+        from cores.edge.cri import labels
+        from cores.edge.cri.client import CriClient
+
+        async with CriClient(self.runtime_endpoint) as cri:  # the answer's status comes from this lookup
+            found = sorted(await cri.list_containers({labels.POD_NAME: name, labels.POD_NAMESPACE: namespace,
+                                                      labels.CONTAINER_NAME: container}),
+                           key=lambda c: c.created_at, reverse=True)
+            index = 1 if options.previous else 0
+            if len(found) <= index:
+                what = "previous terminated container" if options.previous else "container"
+                raise Refusal(400, "BadRequest", f'{what} "{container}" in pod "{name}" not found')
+            chosen = found[index]
+            path = (await cri.container_status(chosen.id)).status.log_path
+        if not path:
+            raise Refusal(400, "BadRequest", f'container "{container}" in pod "{name}" has no log file')
+        endpoint = self.runtime_endpoint
+
+        async def body() -> AsyncGenerator[bytes, None]:
+            # its own client, made once the stream runs: a stream that never starts holds nothing
+            async with CriClient(endpoint) as watching:
+                async def running() -> bool:
+                    try:
+                        return int((await watching.container_status(chosen.id)).status.state) == 1
+                    except Exception:  # noqa: BLE001 - gone is not running
+                        return False
+
+                async for chunk in logs.stream_log(path, options, running):
+                    yield chunk
+
+        return Answer(200, b"", body(), content_type="text/plain")
 
     # -- unhold-upgrade (upstream's extension: keadm ctl unhold-upgrade pod|node) ---------------
     async def _unhold(self, resource: str, body: bytes) -> Answer:
@@ -489,19 +575,18 @@ class MetaServer:
             since = int(requested) if requested not in ("", "0") else None
         except ValueError:
             raise Refusal(400, "BadRequest", f"invalid resourceVersion {requested!r}") from None
-        try:
-            seconds = float(_one(query, "timeoutSeconds") or DEFAULT_WATCH_SECONDS)
-        except ValueError:
-            raise Refusal(400, "BadRequest", "invalid timeoutSeconds") from None
+        timeout = _one(query, "timeoutSeconds")
+        if timeout and not (timeout.isascii() and timeout.isdigit() and len(timeout) <= 9):
+            raise Refusal(400, "BadRequest", f"invalid timeoutSeconds {timeout!r}: a whole number of seconds")
+        seconds = min(max(int(timeout or DEFAULT_WATCH_SECONDS), 1), DEFAULT_WATCH_SECONDS)
         bookmarks = _one(query, "allowWatchBookmarks") in ("true", "1")
-        watcher = Watcher()
-        self.watchers.add(watcher)  # before reading what was: nothing falls between the two
-        return Answer(200, b"", self._stream(watcher, parsed, since, min(max(seconds, 1.0), DEFAULT_WATCH_SECONDS), bookmarks))
+        return Answer(200, b"", self._stream(parsed, since, float(seconds), bookmarks))
 
-    async def _stream(self, watcher: Watcher, parsed: Query, since: int | None, seconds: float,
-                      bookmarks: bool) -> AsyncIterator[bytes]:
+    async def _stream(self, parsed: Query, since: int | None, seconds: float, bookmarks: bool) -> AsyncGenerator[bytes, None]:
         resource = parsed.resource
         first = True
+        watcher = Watcher()
+        self.watchers.add(watcher)  # before reading what was: nothing falls between the two
 
         def line(event: str, obj: dict[str, Any]) -> bytes:
             nonlocal first

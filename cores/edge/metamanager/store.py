@@ -39,7 +39,7 @@ class Change:
     key: str
     event: str
     value: str
-    previous: str | None = None  # the value before a MODIFIED (live changes only; the log keeps none)
+    previous: str | None = None  # the value before a MODIFIED: a watch with a selector needs it
 
 
 class Compacted(Exception):
@@ -62,7 +62,8 @@ class MetaStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, type TEXT NOT NULL, value TEXT NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta_events (revision INTEGER PRIMARY KEY AUTOINCREMENT, "
-                         "type TEXT NOT NULL, key TEXT NOT NULL, event TEXT NOT NULL, value TEXT NOT NULL, cloud_rv TEXT)")
+                         "type TEXT NOT NULL, key TEXT NOT NULL, event TEXT NOT NULL, value TEXT NOT NULL, cloud_rv TEXT, "
+                         "previous TEXT)")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta_revision (key TEXT PRIMARY KEY, revision INTEGER NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
         self._lock = threading.Lock()
@@ -79,12 +80,14 @@ class MetaStore:
                 if kind not in UNWATCHED_TYPES:
                     self._log(str(key), str(kind), "ADDED", str(value))
 
-    def _transaction(self) -> Any:
+    def _transaction(self, write: bool = True) -> Any:
+        """One transaction; a read one is deferred: a snapshot that takes no write lock from the
+        other modules writing this file (DeviceTwin, ServiceBus)."""
         db = self._db
 
         class Transaction:
             def __enter__(self) -> None:
-                db.execute("BEGIN IMMEDIATE")
+                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
             def __exit__(self, kind: Any, *_: Any) -> None:
                 db.execute("COMMIT" if kind is None else "ROLLBACK")
@@ -92,8 +95,8 @@ class MetaStore:
         return Transaction()
 
     def _log(self, key: str, kind: str, event: str, value: str, previous: str | None = None) -> Change:
-        cursor = self._db.execute("INSERT INTO meta_events (type, key, event, value, cloud_rv) VALUES (?, ?, ?, ?, ?)",
-                                  (kind, key, event, value, _cloud_rv(value)))
+        cursor = self._db.execute("INSERT INTO meta_events (type, key, event, value, cloud_rv, previous) "
+                                  "VALUES (?, ?, ?, ?, ?, ?)", (kind, key, event, value, _cloud_rv(value), previous))
         revision = int(cursor.lastrowid or 0)
         if event == "DELETED":
             self._db.execute("DELETE FROM meta_revision WHERE key = ?", (key,))
@@ -147,7 +150,7 @@ class MetaStore:
     # -- what MetaServer reads -------------------------------------------------------------------
     def listing(self, kind: str) -> tuple[int, list[tuple[str, str, int]]]:
         """The newest revision, and every ``(key, value, revision)`` of ``kind``, in one snapshot."""
-        with self._lock, self._transaction():
+        with self._lock, self._transaction(write=False):
             revision = self._revision()
             rows = self._db.execute("SELECT meta.key, meta.value, COALESCE(meta_revision.revision, 0) FROM meta "
                                     "LEFT JOIN meta_revision ON meta_revision.key = meta.key "
@@ -160,9 +163,10 @@ class MetaStore:
             compacted = self._compacted()
             if revision < compacted:
                 raise Compacted(revision, compacted + 1)
-            rows = self._db.execute("SELECT revision, type, key, event, value FROM meta_events WHERE revision > ? "
+            rows = self._db.execute("SELECT revision, type, key, event, value, previous FROM meta_events WHERE revision > ? "
                                     "AND type = ? ORDER BY revision LIMIT ?", (revision, kind, limit)).fetchall()
-        return [Change(int(rev), str(t), str(k), str(e), str(v)) for rev, t, k, e, v in rows]
+        return [Change(int(rev), str(t), str(k), str(e), str(v), None if p is None else str(p))
+                for rev, t, k, e, v, p in rows]
 
     def revision(self) -> int:
         with self._lock:
