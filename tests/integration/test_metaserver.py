@@ -201,6 +201,36 @@ def test_keadm_ctl_get_describe_logs_and_exec(site: Site) -> None:
     assert gone.returncode == 1 and "no container" in gone.stderr
 
 
+def test_keadm_ctl_and_kubectl_see_the_nodes_devices(site: Site) -> None:
+    from tests.integration.test_devicecontroller import manifests
+
+    name, model = f"{site.node}-dev", f"{site.node}-model"
+    site.cloud_kubectl("apply", "-f", "-", stdin=manifests(name, site.node, model))
+    try:
+        wait(lambda: name in keadm_ctl(site, "get", "device").stdout, 30,
+             lambda: f"the device never reached MetaServer: {keadm_ctl(site, 'get', 'device')}")
+        described = keadm_ctl(site, "describe", "device", name)
+        assert described.returncode == 0, described.stderr
+        for expected in (f"Name:", name, "Node:", site.node, "Model:", model, "Properties:"):
+            assert expected in described.stdout, described.stdout
+        listed = site.edge_kubectl("kubectl", "get", "devices.devices.kubeedge.io", "-n", "default", "-o", "name")
+        assert f"device.devices.kubeedge.io/{name}" in listed.stdout.split(), listed.stderr
+    finally:
+        site.cloud_kubectl("delete", "device", name, "-n", "default", "--wait=false")
+
+
+def test_keadm_ctl_says_what_to_do_when_metaserver_is_off(site: Site, tmp_path: Any) -> None:
+    import yaml
+
+    document = yaml.safe_load(site.edge.config.read_text())
+    document["modules"]["metaManager"]["metaServer"].update(server=f"127.0.0.1:{free_port()}")
+    elsewhere = tmp_path / "edgecore.yaml"
+    elsewhere.write_text(yaml.safe_dump(document))
+    done = subprocess.run([*keadm_argv(), "ctl", "get", "pods", "--config", str(elsewhere)], capture_output=True, text=True,
+                          timeout=scaled(30), check=False)
+    assert done.returncode == 1 and "metaManager.metaServer.enable: true" in done.stderr and "Traceback" not in done.stderr
+
+
 def restarts(site: Site) -> int:
     text = site.cloud_kubectl("get", "pod", site.pod, "-o", "jsonpath={.status.containerStatuses[0].restartCount}")
     return int(text or 0)
