@@ -2,8 +2,9 @@
 with Edged on containerd and ``metaManager.metaServer`` on.
 
 kubectl (1.32 and Debian's 1.20) and the ``kubernetes`` client at the edge read the node's
-objects from MetaServer; ``kubectl get -w`` sees a change made in the cloud; and with the cloud
-killed the same reads still answer, from the edge's SQLite. The last test kills the cloud, so it
+objects from MetaServer, ``kubectl logs`` and ``kubectl exec`` reach its containers through CRI;
+``kubectl get -w`` sees a change made in the cloud; ``keadm ctl`` works on it; and with the cloud
+killed the same reads, logs and exec still answer, from the edge's SQLite and runtime. The last test kills the cloud, so it
 stays last in this file.
 """
 
@@ -125,6 +126,18 @@ def test_kubectl_logs_at_the_edge_through_metaserver(site: Site, binary: str) ->
     assert missing.returncode == 1 and 'pods "no-such-pod" not found' in missing.stderr
     wrong = site.edge_kubectl(binary, "logs", site.pod, "-n", "default", "-c", "nope")
     assert wrong.returncode == 1 and "container nope is not valid" in wrong.stderr
+
+
+@pytest.mark.parametrize("binary", KUBECTLS, ids=["kubectl-1.32", "kubectl-1.20"])
+def test_kubectl_exec_at_the_edge_through_metaserver(site: Site, binary: str) -> None:
+    done = site.edge_kubectl(binary, "exec", site.pod, "-n", "default", "--", "sh", "-c", "echo hi; exit 3")
+    assert (done.stdout, done.returncode) == ("hi\n", 3), done.stderr
+    env = {**os.environ, "KUBECONFIG": "/nonexistent"}
+    fed = subprocess.run(site.edge_argv(binary, "exec", "-i", site.pod, "-n", "default", "--", "tr", "a-z", "A-Z"),
+                         input="at the edge\n", capture_output=True, text=True, timeout=scaled(30), check=False, env=env)
+    assert (fed.stdout, fed.returncode) == ("AT THE EDGE\n", 0), fed.stderr
+    missing = site.edge_kubectl(binary, "exec", "no-such-pod", "-n", "default", "--", "true")
+    assert missing.returncode == 1 and 'pods "no-such-pod" not found' in missing.stderr
 
 
 def test_the_kubernetes_client_reads_through_metaserver(site: Site) -> None:
@@ -299,3 +312,7 @@ def test_with_the_cloud_killed_the_edge_still_answers(site: Site) -> None:
         assert "Running" in done.stdout
     listed = keadm_ctl(site, "get", "pods")
     assert listed.returncode == 0 and site.pod in listed.stdout, listed.stderr
+    done = site.edge_kubectl("kubectl", "exec", site.pod, "-n", "default", "--", "sh", "-c", "echo offline")
+    assert (done.stdout, done.returncode) == ("offline\n", 0), done.stderr
+    logged = site.edge_kubectl("kubectl", "logs", site.pod, "-n", "default", "--tail=1")
+    assert logged.stdout.startswith("meta-"), logged.stderr

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 
 from cores.edge.cri import labels as cri_labels
+from cores.edge.cri.streaming import PIPE_CHUNK, StreamProxyError, close_quietly, proxy_upgrade
 from cores.edge.edged import logs, stats
 from cores.link.stream import KubeletTarget, parse_kubelet_path
 
@@ -35,7 +36,6 @@ log = logging.getLogger("kubeedge.edged")
 
 HEAD_TIMEOUT = 10.0
 MAX_HEAD_BYTES = 16 * 1024
-PIPE_CHUNK = 64 * 1024
 READ_ONLY_PATHS = ("/healthz", "/pods", "/stats/summary", "/metrics/resource")
 NODE_CN_PREFIX = "system:node:"
 
@@ -108,7 +108,7 @@ class KubeletServer:
             log.exception("kubelet server: request failed")
             writer.write(response_head(500) + b"internal error\n")
         finally:
-            await _close(writer)
+            await close_quietly(writer)
 
     def _check_client(self, writer: asyncio.StreamWriter) -> None:
         cert = writer.get_extra_info("peercert") or {}
@@ -150,7 +150,10 @@ class KubeletServer:
             return
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers]
         url = await self._stream_url(target, query)
-        await _proxy_upgrade(method, url, headers, rest, reader, writer)
+        try:
+            await proxy_upgrade(method, url, headers, rest, reader, writer)
+        except StreamProxyError as error:
+            raise HttpError(error.status, error.message) from None
 
     # -- logs ----------------------------------------------------------------------------------
     def _worker(self, target: KubeletTarget) -> Any:
@@ -251,56 +254,6 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[h11.Request, bytes]:
             conn.receive_data(data)
             continue
         raise HttpError(400, "expected a request")
-
-
-_SKIP = {"host", "content-length", "transfer-encoding"}
-
-
-async def _proxy_upgrade(method: str, url: str, headers: list[tuple[str, str]], rest: bytes,
-                         reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """The client's request, sent on to the runtime's streaming URL, then bytes both ways."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HttpError(500, f"the runtime gave an unusable stream URL {url!r}")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        up_reader, up_writer = await asyncio.open_connection(parts.hostname, port, ssl=parts.scheme == "https" or None)
-    except OSError as error:
-        raise HttpError(502, f"the runtime's streaming server is unreachable: {error}") from None
-    target = parts.path + ("?" + parts.query if parts.query else "")
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
-    lines += [f"{name}: {value}" for name, value in headers if name.lower() not in _SKIP]
-    up_writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + rest)
-    await pipe_both(reader, writer, up_reader, up_writer)
-
-
-async def pipe_both(a_reader: asyncio.StreamReader, a_writer: asyncio.StreamWriter,
-                    b_reader: asyncio.StreamReader, b_writer: asyncio.StreamWriter) -> None:
-    """Copy bytes both ways until either side ends, then close both."""
-
-    async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        try:
-            while data := await source.read(PIPE_CHUNK):
-                sink.write(data)
-                await sink.drain()
-        except (ConnectionError, OSError):
-            pass
-
-    tasks = [asyncio.create_task(copy(a_reader, b_writer)), asyncio.create_task(copy(b_reader, a_writer))]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await _close(b_writer)
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    try:
-        writer.close()
-        await asyncio.wait_for(writer.wait_closed(), 2)
-    except (ConnectionError, OSError, TimeoutError, ssl.SSLError):
-        pass
 
 
 Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]

@@ -105,6 +105,7 @@ class Answer:
     body: Any                                      # JSON-able, or bytes
     stream: AsyncGenerator[bytes, None] | None = None  # a watch or a log: chunks after the head
     content_type: str = "application/json"
+    upgrade: Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]] | None = None
 
     def encoded(self) -> bytes:
         return self.body if isinstance(self.body, bytes) else json.dumps(self.body, separators=(",", ":")).encode()
@@ -193,11 +194,15 @@ class MetaServer:
                 request = await self._read_request(reader, conn)
                 if request is None:
                     return
-                method, target, headers, body, too_large = request
+                method, target, headers, raw_headers, body, too_large = request
                 if too_large:
                     answer = Answer(413, status(413, "RequestEntityTooLarge", f"the request body is larger than {MAX_BODY} bytes"))
                 else:
-                    answer = await self._answer("GET" if method == "HEAD" else method, target, headers, body)
+                    answer = await self._answer("GET" if method == "HEAD" else method, target, headers, body, raw_headers)
+                if answer.upgrade is not None:
+                    # exec: the runtime's streaming server answers the upgrade itself, bytes pass through
+                    await answer.upgrade(reader, writer, conn.trailing_data[0])
+                    return
                 streamed = answer.stream is not None
                 await self._send(reader, writer, conn, answer, head_only=method == "HEAD")
                 if streamed:
@@ -218,7 +223,7 @@ class MetaServer:
             writer.close()
 
     async def _read_request(self, reader: asyncio.StreamReader,
-                            conn: h11.Connection) -> tuple[str, str, dict[str, str], bytes, bool] | None:
+                            conn: h11.Connection) -> tuple[str, str, dict[str, str], list[tuple[str, str]], bytes, bool] | None:
         timeout = IDLE_TIMEOUT
         request: h11.Request | None = None
         size = 0
@@ -245,8 +250,9 @@ class MetaServer:
                 if size > MAX_BODY:
                     break
         assert request is not None
-        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
-        return request.method.decode("latin-1"), request.target.decode("latin-1"), headers, bytes(body), size > MAX_BODY
+        raw = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers]
+        headers = {name.lower(): value for name, value in raw}
+        return request.method.decode("latin-1"), request.target.decode("latin-1"), headers, raw, bytes(body), size > MAX_BODY
 
     async def _send(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: h11.Connection,
                     answer: Answer, head_only: bool = False) -> None:
@@ -291,11 +297,15 @@ class MetaServer:
                     await asyncio.gather(task, return_exceptions=True)
             await stream.aclose()  # after the step that ran it is over: its finally runs now
 
-    async def _answer(self, method: str, target: str, headers: dict[str, str], body: bytes = b"") -> Answer:
+    async def _answer(self, method: str, target: str, headers: dict[str, str], body: bytes = b"",
+                      raw_headers: list[tuple[str, str]] | None = None) -> Answer:
         try:
             path, _, raw_query = target.partition("?")
             query = urllib.parse.parse_qs(raw_query, keep_blank_values=True)
             parts = [urllib.parse.unquote(p) for p in path.split("/") if p]
+            if method in ("GET", "POST") and len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"] \
+                    and parts[4] == "pods" and parts[6] == "exec":
+                return await self._exec(method, parts[3], parts[5], raw_query, raw_headers or [])
             if method == "POST" and len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4:] == ["pods", "restart"]:
                 return await self._restart(parts[3], body)
             if method == "POST" and parts in (["api", "v1", "pods", "unhold-upgrade"], ["api", "v1", "nodes", "unhold-upgrade"]):
@@ -363,17 +373,61 @@ class MetaServer:
             answer["LogMessages"] = logged
         return Answer(200, answer)
 
-    # -- pods/log, through CRI: kubectl logs at the edge with the cloud away -----------------------
-    async def _log(self, namespace: str, name: str, raw_query: str) -> Answer:
-        from cores.edge.edged import logs
+    # -- pods/exec, through CRI: kubectl exec at the edge with the cloud away ---------------------
+    async def _exec(self, method: str, namespace: str, name: str, raw_query: str,
+                    headers: list[tuple[str, str]]) -> Answer:
+        """The upgrade goes on to containerd's streaming server (SPDY; kubelet's own path), byte for
+        byte. WebSocket is refused with 400 so that kubectl 1.32 falls back to SPDY."""
+        from cores.edge.cri.streaming import StreamProxyError, proxy_upgrade
 
+        upgrade = next((value for key, value in headers if key.lower() == "upgrade"), "")
+        if upgrade.lower() == "websocket":
+            raise Refusal(400, "BadRequest", "WebSocket streams are not served here; use SPDY (kubectl falls back to it)")
+        if not upgrade:
+            raise Refusal(400, "BadRequest", "Upgrade request required")
+        pod, container = await self._pod_container(namespace, name, raw_query)
+        query = urllib.parse.parse_qs(raw_query, keep_blank_values=True)
+        command = query.get("command") or []
+        if not command:
+            raise Refusal(400, "BadRequest", "you must specify at least 1 command")
+
+        def flag(key: str) -> bool:
+            return _one(query, key).lower() in ("1", "true")
+
+        from cores.edge.cri import labels
+        from cores.edge.cri.client import CriClient
+
+        assert self.runtime_endpoint is not None
+        async with CriClient(self.runtime_endpoint) as cri:
+            found = [c for c in await cri.list_containers({labels.POD_NAME: name, labels.POD_NAMESPACE: namespace,
+                                                            labels.CONTAINER_NAME: container}) if int(c.state) == 1]
+            if not found:
+                raise Refusal(400, "BadRequest", f'container {container} is not running in pod "{name}"')
+            url = await cri.exec_url(found[0].id, command, tty=flag("tty"), stdin=flag("stdin"),
+                                     stdout=flag("stdout"), stderr=flag("stderr"))
+
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, rest: bytes) -> None:
+            try:
+                await proxy_upgrade(method, url, headers, rest, reader, writer)
+            except StreamProxyError as error:
+                body = json.dumps(status(error.status, "InternalError", error.message)).encode()
+                writer.write(f"HTTP/1.1 {error.status} Error\r\nContent-Type: application/json\r\n"
+                             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+                await writer.drain()
+
+        log.info("metaserver: exec in %s/%s (%s): %s", namespace, name, container, command[0][:64])
+        return Answer(101, b"", upgrade=relay)
+
+    async def _pod_container(self, namespace: str, name: str, raw_query: str) -> tuple[dict[str, Any], str]:
+        """This node's pod from the store, and the container the request names (or its only one)."""
+        if self.runtime_endpoint is None:
+            raise Refusal(503, "ServiceUnavailable", "Edged is not enabled here: no container runtime")
         value = await self._db(self.store.get, f"{namespace}/pod/{name}")
         if value is None:
             raise Refusal(404, "NotFound", f'pods "{name}" not found')
         pod = json.loads(value)
         containers = [str(c.get("name")) for c in ((pod.get("spec") or {}).get("containers") or []) if isinstance(c, dict)]
-        query = urllib.parse.parse_qs(raw_query, keep_blank_values=True)
-        container = _one(query, "container")
+        container = _one(urllib.parse.parse_qs(raw_query, keep_blank_values=True), "container")
         if not container:
             if len(containers) != 1:
                 raise Refusal(400, "BadRequest", f"a container name must be specified for pod {name}, choose one of: "
@@ -381,6 +435,13 @@ class MetaServer:
             container = containers[0]
         elif container not in containers:
             raise Refusal(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        return pod, container
+
+    # -- pods/log, through CRI: kubectl logs at the edge with the cloud away -----------------------
+    async def _log(self, namespace: str, name: str, raw_query: str) -> Answer:
+        from cores.edge.edged import logs
+
+        _, container = await self._pod_container(namespace, name, raw_query)
         try:
             options = logs.parse_options(raw_query)
         except logs.LogOptionsError as error:
