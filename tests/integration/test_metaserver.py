@@ -105,8 +105,10 @@ def test_kubectl_at_the_edge_lists_the_nodes_objects(site: Site, binary: str) ->
     assert selected.stdout.split() == [f"configmap/{site.configmap}"], selected.stderr
     none = site.edge_kubectl(binary, "get", "configmaps", "-n", "default", "-l", "app=nothing")
     assert none.returncode == 0 and "No resources found" in none.stderr
-    missing = site.edge_kubectl(binary, "get", "configmap", "-n", "default", "not-here")
-    assert missing.returncode == 1 and 'configmaps "not-here" not found' in missing.stderr
+    missing = site.edge_kubectl(binary, "get", "configmap", "-n", "default", "not-here")  # the cloud is asked first:
+    assert missing.returncode == 1 and "Forbidden" in missing.stderr  # no pod of this node uses it (NodeRestriction)
+    gone = site.edge_kubectl(binary, "get", "pod", "-n", "default", "not-here")  # pods: the store alone
+    assert gone.returncode == 1 and 'pods "not-here" not found' in gone.stderr
     node = site.edge_kubectl(binary, "get", "node", site.node, "-o", "jsonpath={.metadata.name}")
     assert node.stdout == site.node, node.stderr
     refused = site.edge_kubectl(binary, "delete", "configmap", "-n", "default", site.configmap)
@@ -138,6 +140,22 @@ def test_kubectl_exec_at_the_edge_through_metaserver(site: Site, binary: str) ->
     assert (fed.stdout, fed.returncode) == ("AT THE EDGE\n", 0), fed.stderr
     missing = site.edge_kubectl(binary, "exec", "no-such-pod", "-n", "default", "--", "true")
     assert missing.returncode == 1 and 'pods "no-such-pod" not found' in missing.stderr
+
+
+def test_a_get_asks_the_cloud_first_which_applies_node_restriction(site: Site) -> None:
+    other = f"{site.node}-not-for-this-node"
+    site.cloud_kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": other, "namespace": "default"}, "data": {"v": "x"}}))
+    try:
+        refused = site.edge_kubectl("kubectl", "get", "configmap", other, "-n", "default")
+        assert refused.returncode == 1 and "Forbidden" in refused.stderr, refused.stderr
+        listed = site.edge_kubectl("kubectl", "get", "configmaps", "-n", "default", "-o", "name")
+        assert f"configmap/{other}" not in listed.stdout.split()  # never sent to this node
+        ours = site.edge_kubectl("kubectl", "get", "configmap", site.configmap, "-n", "default", "-o", "jsonpath={.data.v}")
+        assert ours.returncode == 0 and ours.stdout == site.cloud_kubectl(
+            "get", "configmap", site.configmap, "-o", "jsonpath={.data.v}"), ours.stderr
+    finally:
+        site.cloud_kubectl("delete", "configmap", other, "--wait=false")
 
 
 def test_the_kubernetes_client_reads_through_metaserver(site: Site) -> None:
@@ -312,6 +330,8 @@ def test_with_the_cloud_killed_the_edge_still_answers(site: Site) -> None:
         assert "Running" in done.stdout
     listed = keadm_ctl(site, "get", "pods")
     assert listed.returncode == 0 and site.pod in listed.stdout, listed.stderr
+    one = site.edge_kubectl("kubectl", "get", "configmap", site.configmap, "-n", "default", "-o", "name")
+    assert one.stdout.strip() == f"configmap/{site.configmap}", one.stderr  # the cloud is not asked: the store answers
     done = site.edge_kubectl("kubectl", "exec", site.pod, "-n", "default", "--", "sh", "-c", "echo offline")
     assert (done.stdout, done.returncode) == ("offline\n", 0), done.stderr
     logged = site.edge_kubectl("kubectl", "logs", site.pod, "-n", "default", "--tail=1")

@@ -30,6 +30,7 @@ from cores.common.config import Config
 from cores.common.resource import ResourceError, parse_object
 from cores.common.tasks import TaskSupervisor
 from cores.link import contracts, routing
+from cores.link.requests import CloudRequests
 from cores.edge.metamanager.store import MetaStore
 from cores.link.status import StatusError, not_connected
 
@@ -37,7 +38,8 @@ log = logging.getLogger("kubeedge.metamanager")
 
 EDGED_TYPES = ("pod", "configmap", "secret")  # pushes Edged acts on, forwarded after the commit
 TWIN_TYPES = ("device", "devicemodel")  # pushes DeviceTwin acts on (upstream: to the twin's DMI worker)
-PENDING_PRUNE_AT = 256  # requests in flight before those nobody waits for any more are dropped
+PENDING_PRUNE_AT = 256
+CLOUD_FIRST_TIMEOUT = 5.0  # a MetaServer get waits this long for the cloud before the store answers  # requests in flight before those nobody waits for any more are dropped
 
 T = TypeVar("T")
 
@@ -70,7 +72,7 @@ class MetaManager:
                 if edged.get("enable") else ""
             self.metaserver = MetaServer(str(server.get("server") or "127.0.0.1:10550"), self._db, self.store,
                                          runtime or None, self._unhold if runtime else None,
-                                         str(edged.get("hostnameOverride") or ""))
+                                         str(edged.get("hostnameOverride") or ""), self._ask_cloud)
             await self.metaserver.start()
         while True:
             message = await ctx.receive(self.name)
@@ -190,6 +192,13 @@ class MetaManager:
         except ResourceError:
             return
         self._publish(await self._db(self.store.put, _store_key(request, resource), kind, obj))
+
+    async def _ask_cloud(self, resource: str) -> Any:
+        """MetaServer's get, cloud first: a query through this module (stored, then answered); with
+        the link down it is not asked at all."""
+        if not self.connected:
+            return None
+        return await CloudRequests(self.ctx, source="metaserver", module=self.name).query(resource, timeout=CLOUD_FIRST_TIMEOUT)
 
     def _unhold(self, namespace: str, name: str) -> None:
         """MetaServer's unhold-upgrade, to Edged (upstream's model.UnholdUpgradeOperation)."""

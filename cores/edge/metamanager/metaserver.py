@@ -6,6 +6,8 @@ or away:
 
 - ``get`` and ``list`` of pods, configmaps, secrets, services, endpoints, nodes, events, leases,
   devices and devicemodels (label and field selectors, kube-apiserver's Table output for kubectl);
+  a ``get`` of a configmap, secret, node or lease asks the cloud first through the link, as
+  upstream's does, so the cloud's NodeRestriction answers (403 for what no pod of this node uses);
 - ``watch`` from the store's change log (:mod:`cores.edge.metamanager.store`): resumed from any
   ``resourceVersion`` the log still holds, an ``ERROR`` 410 Expired event for one it dropped,
   bookmarks when asked, ``timeoutSeconds``;
@@ -15,7 +17,8 @@ or away:
 
 What the edge holds is what the cloud sent this node (its pods and what they reference), so a
 read can reach nothing another node owns. ``resourceVersion`` is the store's local revision (why:
-see the store). Writes are not served yet: they answer 405 with the reason. Upstream's
+see the store). Writes are not served yet: they answer 405 with the reason. Lists and other gets are the store's
+(upstream lists cloud first too, through the DynamicController this project lacks). Upstream's
 ``POST .../pods/restart`` (a JSON list of names) stops the named pods' containers through CRI, and
 ``POST /api/v1/pods|nodes/unhold-upgrade`` releases pods Edged holds for ``hold-upgrade``. Not yet either:
 reads that go to the cloud first, HTTPS with service-account tokens and RBAC.
@@ -84,6 +87,8 @@ RESOURCES = (
     Resource("devices.kubeedge.io", "v1beta1", "devicemodels", "DeviceModel", "devicemodel"),
 )
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
+# what a get asks the cloud for first: the kinds EdgeController answers queries of
+CLOUD_FIRST = frozenset({"configmap", "secret", "node", "lease"})
 
 
 class Refusal(Exception):
@@ -151,7 +156,8 @@ class Watcher:
 class MetaServer:
     def __init__(self, address: str, db: Callable[..., Awaitable[Any]], store: MetaStore,
                  runtime_endpoint: str | None = None, unhold: Callable[[str, str], None] | None = None,
-                 node_name: str = "") -> None:
+                 node_name: str = "", ask_cloud: Callable[[str], Awaitable[Any]] | None = None) -> None:
+        self.ask_cloud = ask_cloud  # a query through the link (None: the cloud is not asked, e.g. offline)
         self.runtime_endpoint = runtime_endpoint  # for pods/restart; None when Edged is off
         self.unhold = unhold                      # tells Edged to start a held pod (namespace, name)
         self.node_name = node_name
@@ -550,6 +556,8 @@ class MetaServer:
         watching = _one(query, "watch") in ("true", "1")
         if watching:
             return await self._watch(parsed, query)
+        if parsed.name and parsed.resource.meta_type in CLOUD_FIRST:
+            await self._from_cloud(parsed)
         revision, rows = await self._db(self.store.listing, parsed.resource.meta_type)
         items = [obj for key, obj in self._objects(rows) if parsed.matches(key, obj)]
         if parsed.name:
@@ -567,6 +575,23 @@ class MetaServer:
                                             include_object=parsed.include_object, api_version=parsed.table))
         return Answer(200, {"kind": f"{parsed.resource.kind}List", "apiVersion": parsed.resource.api_version,
                             "metadata": {"resourceVersion": str(revision)}, "items": items})
+
+    async def _from_cloud(self, parsed: Query) -> None:
+        """A get asks the cloud first, as upstream's: the cloud answers under NodeRestriction (403 for
+        what this node may not read) and MetaManager stores what it sends. The cloud away or slow:
+        the store answers alone."""
+        if self.ask_cloud is None:
+            return
+        from cores.link.status import StatusError
+
+        namespace = parsed.namespace if parsed.resource.namespaced else "null"
+        try:
+            await self.ask_cloud(f"{namespace}/{parsed.resource.meta_type}/{parsed.name}")
+        except StatusError as error:
+            if error.code in (401, 403, 404):
+                raise Refusal(error.code, error.reason or "Forbidden", error.message) from None
+            log.debug("metaserver: the cloud did not answer %s %s (%s): reading the store", parsed.resource.plural,
+                      parsed.name, error)
 
     def _query(self, parts: list[str], query: dict[str, list[str]], headers: dict[str, str]) -> Query:
         if parts[:2] == ["api", "v1"]:
