@@ -430,9 +430,13 @@ class ApiServer:
         response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache, private"})
         response.enable_chunked_encoding()
         await response.prepare(request)
+        def gone() -> bool:
+            transport = request.transport
+            return transport is None or transport.is_closing()
+
         lines = stream(self.api, target.resource, target.namespace, matcher, resource_version=resource_version,
                        timeout=min(float(timeout), MAX_WATCH_TIMEOUT_SECONDS) if timeout else None,
-                       bookmarks=query.get("allowWatchBookmarks") in ("1", "true", "True"))
+                       bookmarks=query.get("allowWatchBookmarks") in ("1", "true", "True"), client_gone=gone)
         try:
             async for chunk in lines:
                 await response.write(transform(chunk) if transform is not None else chunk)

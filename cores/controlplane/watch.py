@@ -12,7 +12,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from cores.controlplane.api import Api, Matcher
@@ -21,6 +21,7 @@ from cores.controlplane.registry import ResourceType
 from cores.controlplane.store import Compacted, Event
 
 BOOKMARK_INTERVAL = 60.0
+GONE_CHECK_SECONDS = 5.0  # how soon a watch whose client left ends, when no event would tell
 # As kube-apiserver's watch cache, also send a bookmark shortly before the watch times out,
 # so a client re-watching after the timeout resumes from a recent resourceVersion.
 BOOKMARK_BEFORE_DEADLINE = 2.0
@@ -54,9 +55,10 @@ def bookmark(resource: ResourceType, revision: int) -> bytes:
 
 async def stream(
     api: Api, resource: ResourceType, namespace: str | None, matcher: Matcher | None, *,
-    resource_version: str, timeout: float | None, bookmarks: bool,
+    resource_version: str, timeout: float | None, bookmarks: bool, client_gone: Callable[[], bool] = lambda: False,
 ) -> AsyncGenerator[bytes, None]:
-    """Yield the lines of one watch response until it times out (or the caller stops iterating)."""
+    """Yield the lines of one watch response until it times out, the client is gone (``client_gone``, checked
+    every :data:`GONE_CHECK_SECONDS`), or the caller stops iterating."""
     store = api.store
     prefix = resource.list_prefix(namespace)
     watcher = store.subscribe(prefix)
@@ -79,20 +81,20 @@ async def stream(
             for row in rows:
                 yield line("ADDED", api.render(resource, row.value))
             last = revision
-        async for chunk in _live(api, resource, watcher, matcher, last, deadline, bookmarks):
+        async for chunk in _live(api, resource, watcher, matcher, last, deadline, bookmarks, client_gone):
             yield chunk
     finally:
         store.unsubscribe(watcher)
 
 
 async def _live(api: Api, resource: ResourceType, watcher: Any, matcher: Matcher | None, last: int,
-                deadline: float, bookmarks: bool) -> AsyncGenerator[bytes, None]:
+                deadline: float, bookmarks: bool, client_gone: Callable[[], bool]) -> AsyncGenerator[bytes, None]:
     next_bookmark = _next_bookmark(deadline)
     while True:
         now = time.monotonic()
-        if now >= deadline:
-            return
-        wait = min(deadline, next_bookmark) - now
+        if now >= deadline or client_gone():
+            return  # a client that left (kubectl get -w ended) is noticed without waiting for an event
+        wait = min(deadline, next_bookmark, now + GONE_CHECK_SECONDS) - now
         try:
             event = await asyncio.wait_for(watcher.queue.get(), wait)
         except TimeoutError:
