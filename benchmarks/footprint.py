@@ -5,9 +5,10 @@ runtime helper) in a temporary directory on free ports, measures, and stops it a
 ``edgecore_rss_idle_bytes`` (a joined EdgeCore with Edged on containerd, no pods, after it
 settled), ``edgecore_rss_10pods_bytes`` (with 10 running pods), ``edgecore_cpu_percent_idle`` and
 ``edgecore_cpu_percent_10pods`` (its CPU use over 30 s, percent of one core), ``edgecore_rss_idle_nodevices_bytes``,
-``edgecore_rss_idle_mqtt2_bytes``, ``edgecore_rss_idle_mqtt0_bytes`` and ``edgecore_rss_idle_servicebus_bytes``
-(the same idle EdgeCore with EventBus and DeviceTwin off, on mosquitto with mqttMode 2, on the embedded
-broker with mqttMode 0, and on mosquitto with ServiceBus on;
+``edgecore_rss_idle_mqtt2_bytes``, ``edgecore_rss_idle_mqtt0_bytes``, ``edgecore_rss_idle_servicebus_bytes`` and
+``edgecore_rss_idle_metaserver_bytes`` (the same idle EdgeCore with EventBus and DeviceTwin off, on mosquitto
+with mqttMode 2, on the embedded broker with mqttMode 0, on mosquitto with ServiceBus on, and on mosquitto
+with MetaServer on;
 the default ``edgecore_rss_idle_bytes`` runs mode 2 with no broker there), ``edge_connect_seconds`` (from
 ``keadm run edge`` to connected, venv), ``cloudcore_rss_idle_bytes``, ``controlplane_rss_idle_bytes``.
 The frozen-binary keys (``binary_bytes``, ``edgecore_frozen_pss_idle_bytes``,
@@ -159,6 +160,8 @@ def device_variants(base: Path, runtime: Containerd, token: str, ws: int, https:
             ("mqtt0", {"eventBus": {"mqttMode": 0, "mqttServerInternal": f"tcp://127.0.0.1:{free_port()}"}}),
             ("servicebus", {"eventBus": {"mqttMode": 2, "mqttServerExternal": broker.url},
                             "serviceBus": {"enable": True, "port": free_port()}}),
+            ("metaserver", {"eventBus": {"mqttMode": 2, "mqttServerExternal": broker.url},
+                            "metaManager": {"metaServer": {"enable": True, "server": f"127.0.0.1:{free_port()}"}}}),
         ]
         for name, modules in variants:
             node = f"footprint-{name}"
