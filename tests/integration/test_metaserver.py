@@ -25,7 +25,7 @@ from cores.runtime import BUSYBOX_IMAGE, Containerd
 from tests.integration.conftest import containerd, free_port  # noqa: F401 - the shared runtime fixture
 from tests.integration.edgecloud import Cloud, Core, start_cloud, start_edge
 from tests.integration.test_streams import KUBECTLS
-from tests.timeouts import scaled
+from tests.timeouts import scaled, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -51,16 +51,6 @@ class Site:
                               check=False, env=env)
 
 
-def wait(check: Any, timeout: float, what: Any) -> Any:
-    deadline = time.monotonic() + scaled(timeout)
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    pytest.fail(what() if callable(what) else what)
-
-
 @pytest.fixture(scope="module")
 def site(controlplane: ControlPlane, containerd: Containerd, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
          ) -> Iterator[Site]:
@@ -82,7 +72,7 @@ def site(controlplane: ControlPlane, containerd: Containerd, tmp_path_factory: p
                 "name": "app", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo meta-$i; sleep 0.5; done"],
                 "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
                 "volumes": [{"name": "cfg", "configMap": {"name": here.configmap}}]}}))
-        wait(lambda: here.cloud_kubectl("get", "pod", here.pod, "-o", "jsonpath={.status.phase}") == "Running", 90,
+        wait_for(lambda: here.cloud_kubectl("get", "pod", here.pod, "-o", "jsonpath={.status.phase}") == "Running", 90,
              "the pod never ran")
         yield here
     finally:
@@ -97,7 +87,7 @@ def test_kubectl_at_the_edge_lists_the_nodes_objects(site: Site, binary: str) ->
         done = site.edge_kubectl(binary, "get", "pods,configmaps", "-n", "default")
         return done.stdout if site.pod in done.stdout and site.configmap in done.stdout else ""
 
-    out = wait(listed, 30, lambda: f"MetaServer never listed the pod and its ConfigMap: "
+    out = wait_for(listed, 30, lambda: f"MetaServer never listed the pod and its ConfigMap: "
                                    f"{site.edge_kubectl(binary, 'get', 'pods,configmaps', '-n', 'default')}")
     pod_line = next(line for line in out.splitlines() if site.pod in line)
     assert "Running" in pod_line and "1/1" in pod_line, out  # kube-apiserver's pod columns
@@ -117,7 +107,7 @@ def test_kubectl_at_the_edge_lists_the_nodes_objects(site: Site, binary: str) ->
 
 @pytest.mark.parametrize("binary", KUBECTLS, ids=["kubectl-1.32", "kubectl-1.20"])
 def test_kubectl_logs_at_the_edge_through_metaserver(site: Site, binary: str) -> None:
-    wait(lambda: "meta-2" in site.edge_kubectl(binary, "logs", site.pod, "-n", "default").stdout, 30,
+    wait_for(lambda: "meta-2" in site.edge_kubectl(binary, "logs", site.pod, "-n", "default").stdout, 30,
          lambda: f"no log through MetaServer: {site.edge_kubectl(binary, 'logs', site.pod, '-n', 'default')}")
     done = site.edge_kubectl(binary, "logs", site.pod, "-n", "default", "--tail=1")
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 1 and done.stdout.startswith("meta-"), done
@@ -238,7 +228,7 @@ def test_keadm_ctl_and_kubectl_see_the_nodes_devices(site: Site) -> None:
     name, model = f"{site.node}-dev", f"{site.node}-model"
     site.cloud_kubectl("apply", "-f", "-", stdin=manifests(name, site.node, model))
     try:
-        wait(lambda: name in keadm_ctl(site, "get", "device").stdout, 30,
+        wait_for(lambda: name in keadm_ctl(site, "get", "device").stdout, 30,
              lambda: f"the device never reached MetaServer: {keadm_ctl(site, 'get', 'device')}")
         described = keadm_ctl(site, "describe", "device", name)
         assert described.returncode == 0, described.stderr
@@ -273,8 +263,8 @@ def test_keadm_ctl_restart_pod_restarts_its_containers(site: Site) -> None:
     assert done.returncode == 1, done.stderr
     assert done.stdout.strip() == f'the pod "default/{site.pod}" restart successful'
     assert 'not found pod:"/default/not-on-this-node"' in done.stderr and "invalid pod name 'Bad_Name'" in done.stderr
-    wait(lambda: restarts(site) > before, 60, "the restarted pod's restart count never moved")
-    wait(lambda: site.cloud_kubectl("get", "pod", site.pod, "-o", "jsonpath={.status.containerStatuses[0].ready}") == "true",
+    wait_for(lambda: restarts(site) > before, 60, "the restarted pod's restart count never moved")
+    wait_for(lambda: site.cloud_kubectl("get", "pod", site.pod, "-o", "jsonpath={.status.containerStatuses[0].ready}") == "true",
          60, "the restarted pod never became ready again")
 
 
@@ -296,7 +286,7 @@ def test_a_pod_held_for_upgrade_waits_until_keadm_ctl_unholds_it(site: Site) -> 
     held_pod(site, second)
     try:
         for pod in (first, second):
-            wait(lambda: condition(site, pod) == "True", 30, f"{pod} never got the HeldUpgrade condition")
+            wait_for(lambda: condition(site, pod) == "True", 30, f"{pod} never got the HeldUpgrade condition")
         time.sleep(scaled(3))
         for pod in (first, second):
             assert site.cloud_kubectl("get", "pod", pod, "-o", "jsonpath={.status.phase}") == "Pending"
@@ -305,14 +295,14 @@ def test_a_pod_held_for_upgrade_waits_until_keadm_ctl_unholds_it(site: Site) -> 
 
         done = keadm_ctl(site, "unhold-upgrade", "pod", first)
         assert done.returncode == 0, done.stderr
-        wait(lambda: site.cloud_kubectl("get", "pod", first, "-o", "jsonpath={.status.phase}") == "Running", 60,
+        wait_for(lambda: site.cloud_kubectl("get", "pod", first, "-o", "jsonpath={.status.phase}") == "Running", 60,
              "the unheld pod never ran")
         assert condition(site, first) == "False"
         assert site.cloud_kubectl("get", "pod", second, "-o", "jsonpath={.status.phase}") == "Pending"
 
         done = keadm_ctl(site, "unhold-upgrade", "node")
         assert done.returncode == 0, done.stderr
-        wait(lambda: site.cloud_kubectl("get", "pod", second, "-o", "jsonpath={.status.phase}") == "Running", 60,
+        wait_for(lambda: site.cloud_kubectl("get", "pod", second, "-o", "jsonpath={.status.phase}") == "Running", 60,
              "the pod unheld with its node never ran")
         other = keadm_ctl(site, "unhold-upgrade", "node", "some-other-node")
         assert other.returncode == 1 and 'nodes "some-other-node" not found' in other.stderr
@@ -322,7 +312,7 @@ def test_a_pod_held_for_upgrade_waits_until_keadm_ctl_unholds_it(site: Site) -> 
 
 def test_with_the_cloud_killed_the_edge_still_answers(site: Site) -> None:
     site.cloud.stop()
-    wait(lambda: "connection lost" in site.edge.log() or "disconnected from" in site.edge.log(), 30,
+    wait_for(lambda: "connection lost" in site.edge.log() or "disconnected from" in site.edge.log(), 30,
          "the edge never noticed the cloud went away")
     for binary in KUBECTLS:
         done = site.edge_kubectl(binary, "get", "pods,configmaps", "-n", "default")

@@ -33,7 +33,7 @@ from tests.integration.conftest import containerd, free_port  # noqa: F401 - the
 from tests.integration.edgecloud import Cloud, Core, _spec, start_edge
 from tests.integration.netns import NetworkNamespace, Unavailable
 from tests.integration.test_streams import KUBECTLS
-from tests.timeouts import scaled
+from tests.timeouts import scaled, wait_for
 
 APISERVER = upstream.binary("kube-apiserver")
 ETCD = shutil.which("etcd")
@@ -74,16 +74,6 @@ class Site:
                        for core in (self.cloud, self.edge) if core is not None)
 
 
-def wait(check: Any, timeout: float, what: Any) -> Any:
-    deadline = time.monotonic() + scaled(timeout)
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    pytest.fail(what() if callable(what) else what)
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, containerd: Containerd) -> Iterator[Site]:  # noqa: F811
     assert APISERVER is not None and ETCD is not None
@@ -120,7 +110,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, containerd: Containerd) -> It
         supervision.start(cloud_spec, ready=lambda: "websocket server listening" in (
             cloud_spec.log_file.read_text() if cloud_spec.log_file.exists() else ""))
         here.cloud = Cloud(cloud_spec, layout, config, **ports)
-        token = base64.b64decode(wait(lambda: here.kubectl_run(
+        token = base64.b64decode(wait_for(lambda: here.kubectl_run(
             "get", "secret", "tokensecret", "-n", "kubeedge", "-o", "jsonpath={.data.tokendata}").stdout, 30,
             "CloudCore never made its token")).decode()
         here.edge = start_edge(base / "edge", here.cloud, here.node, token, runtime_endpoint=containerd.endpoint,
@@ -130,7 +120,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, containerd: Containerd) -> It
             "spec": {"nodeName": here.node, "terminationGracePeriodSeconds": 1, "containers": [{
                 "name": "app", "image": BUSYBOX_IMAGE,
                 "command": ["sh", "-c", "i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.2; done"]}]}}))
-        wait(lambda: here.kubectl_run("get", "pod", here.pod, "-o", "jsonpath={.status.phase}").stdout == "Running",
+        wait_for(lambda: here.kubectl_run("get", "pod", here.pod, "-o", "jsonpath={.status.phase}").stdout == "Running",
              90, lambda: "the pod never ran on the real apiserver" + here.logs())
         yield here
     finally:
@@ -150,14 +140,14 @@ def record(site: Site) -> dict[str, Any]:
 
 def test_the_tunnel_port_is_claimed_set_on_the_node_and_dnated_in_the_namespace_only(site: Site) -> None:
     assert site.cloud is not None
-    wait(lambda: record(site).get("ipTunnelPort") == {site.space.inside_ip: 10351}, 30,
+    wait_for(lambda: record(site).get("ipTunnelPort") == {site.space.inside_ip: 10351}, 30,
          lambda: f"CloudCore claimed no tunnel port: {record(site)}")
     assert record(site)["port"] == {"10351": True}
-    wait(lambda: site.kubectl_run("get", "node", site.node, "-o",
+    wait_for(lambda: site.kubectl_run("get", "node", site.node, "-o",
                                   "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}").stdout == "10351", 30,
          "the node's kubelet endpoint port never became the tunnel port")
     dnat = f"--dport 10351 -j DNAT --to-destination {site.space.inside_ip}:{site.cloud.stream_port}"
-    wait(lambda: dnat in site.nat("TUNNEL-PORT"), 30, lambda: f"no DNAT rule: {site.nat('TUNNEL-PORT')}" + site.logs())
+    wait_for(lambda: dnat in site.nat("TUNNEL-PORT"), 30, lambda: f"no DNAT rule: {site.nat('TUNNEL-PORT')}" + site.logs())
     for chain in ("OUTPUT", "PREROUTING"):
         assert '-m comment --comment "kubeedge tunnel port" -j TUNNEL-PORT' in site.nat(chain), site.nat(chain)
     host = subprocess.run(["iptables", "-w", "5", "-t", "nat", "-S"], capture_output=True, text=True, check=False).stdout
@@ -170,7 +160,7 @@ def test_the_tunnel_port_is_claimed_set_on_the_node_and_dnated_in_the_namespace_
 
 @pytest.mark.parametrize("binary", KUBECTLS, ids=["kubectl-1.32", "kubectl-1.20"])
 def test_kubectl_logs_and_exec_reach_the_edge_through_the_dnat(site: Site, binary: str) -> None:
-    wait(lambda: "line-3" in site.kubectl_run("logs", site.pod, binary=binary).stdout, 60,
+    wait_for(lambda: "line-3" in site.kubectl_run("logs", site.pod, binary=binary).stdout, 60,
          lambda: f"logs never came through kube-apiserver: {site.kubectl_run('logs', site.pod, binary=binary).stderr}"
          + site.logs())
     lines = site.kubectl_run("logs", site.pod, "--tail=2", binary=binary).stdout.splitlines()
@@ -185,9 +175,9 @@ def test_rules_follow_the_record_and_come_back_after_a_flush(site: Site) -> None
     assert site.cloud is not None
     stream = site.cloud.stream_port
     ours = f"--dport 10351 -j DNAT --to-destination {site.space.inside_ip}:{stream}"
-    wait(lambda: ours in site.nat("TUNNEL-PORT"), 30, "no DNAT rule for this CloudCore")
+    wait_for(lambda: ours in site.nat("TUNNEL-PORT"), 30, "no DNAT rule for this CloudCore")
     assert site.space.run("iptables", "-w", "5", "-t", "nat", "-F", "TUNNEL-PORT").returncode == 0
-    wait(lambda: ours in site.nat("TUNNEL-PORT"), 20, "a flushed rule was not made again")
+    wait_for(lambda: ours in site.nat("TUNNEL-PORT"), 20, "a flushed rule was not made again")
 
     # another CloudCore (say upstream's, on 169.254.77.9) claims 10352: its rule appears; it leaves: gone
     claimed = record(site)
@@ -196,12 +186,12 @@ def test_rules_follow_the_record_and_come_back_after_a_flush(site: Site) -> None
     site.kubectl("annotate", "--overwrite", "configmap", "tunnelport", "-n", "kubeedge",
                  f"tunnelportrecord.kubeedge.io={json.dumps(claimed)}")
     other = f"--dport 10352 -j DNAT --to-destination 169.254.77.9:{stream}"
-    wait(lambda: other in site.nat("TUNNEL-PORT"), 20, lambda: f"no rule for the other CloudCore: {site.nat('TUNNEL-PORT')}")
+    wait_for(lambda: other in site.nat("TUNNEL-PORT"), 20, lambda: f"no rule for the other CloudCore: {site.nat('TUNNEL-PORT')}")
     del claimed["ipTunnelPort"]["169.254.77.9"]
     del claimed["port"]["10352"]
     site.kubectl("annotate", "--overwrite", "configmap", "tunnelport", "-n", "kubeedge",
                  f"tunnelportrecord.kubeedge.io={json.dumps(claimed)}")
-    wait(lambda: other not in site.nat("TUNNEL-PORT"), 20, "the rule of a CloudCore that left stayed")
+    wait_for(lambda: other not in site.nat("TUNNEL-PORT"), 20, "the rule of a CloudCore that left stayed")
     assert ours in site.nat("TUNNEL-PORT")
     log = site.cloud.log()
     assert f"DNAT tcp dport 10352 -> 169.254.77.9:{stream} deleted" in log and "Traceback" not in log
