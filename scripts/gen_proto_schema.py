@@ -1,4 +1,4 @@
-"""Regenerates cores/controlplane/schemas/protobuf.json.gz: the protobuf field numbers of the kinds served.
+"""Regenerates cores/common/schemas/protobuf.json.gz: the protobuf field numbers of the kinds served.
 
 Usage:
     python scripts/gen_proto_schema.py API APIMACHINERY APIEXTENSIONS [OUT]
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from cores.controlplane.registry import BUILTINS  # noqa: E402
 
-OUT = ROOT / "cores" / "controlplane" / "schemas" / "protobuf.json.gz"
+OUT = ROOT / "cores" / "common" / "schemas" / "protobuf.json.gz"
 APIMACHINERY_PACKAGES = ("pkg/apis/meta/v1", "pkg/api/resource", "pkg/util/intstr", "pkg/runtime",
                          "pkg/runtime/schema")
 APIEXTENSIONS_PACKAGES = ("pkg/apis/apiextensions/v1",)

@@ -69,6 +69,12 @@ def _cloudstream(config: Config) -> Module:
     return CloudStream(config, kube_for(config))
 
 
+def _dynamiccontroller(config: Config) -> Module:
+    from cores.cloud.dynamiccontroller import DynamicController
+
+    return DynamicController(config, kube_for(config))
+
+
 def _iptablesmanager(config: Config) -> Module:
     from cores.cloud.iptablesmanager import IptablesManager
 
@@ -83,6 +89,7 @@ MODULES: Mapping[str, ModuleFactory] = {
     "router": _router,
     "cloudStream": _cloudstream,
     "iptablesManager": _iptablesmanager,
+    "dynamicController": _dynamiccontroller,
 }
 
 

@@ -64,31 +64,48 @@ class Kube:
         self.api_client.close()
 
     async def request(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json",
-                      query: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+                      query: list[tuple[str, str]] | None = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
         """One API call; the decoded JSON reply, or :class:`KubeError` with the server's Status."""
+        data = await self.request_raw(method, path, body, content_type=content_type, query=query, headers=headers)
+        try:
+            decoded = json.loads(data or b"{}")
+        except ValueError:
+            decoded = None
+        if not isinstance(decoded, dict):
+            raise KubeError({"kind": "Status", "status": "Failure", "code": 502, "reason": "BadGateway",
+                             "message": f"{method} {path}: the answer is not a JSON object: {data[:200]!r}"})
+        return decoded
 
-        def call() -> dict[str, Any]:
-            headers = {"Accept": "application/json"}
+    async def request_raw(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json",
+                          query: list[tuple[str, str]] | None = None, headers: dict[str, str] | None = None) -> bytes:
+        """One API call; the reply's bytes as they came (discovery, health), or :class:`KubeError`.
+
+        ``headers`` are sent as they are: the DynamicController's ``Impersonate-User`` and
+        ``Impersonate-Group``, so the API server authorises the call as the node that asked.
+        """
+
+        def call() -> bytes:
+            sent = {"Accept": "application/json", **(headers or {})}
             if body is not None:
-                headers["Content-Type"] = content_type
+                sent["Content-Type"] = content_type
             serialized = self.api_client.param_serialize(
-                method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"],
+                method, path, query_params=query or [], header_params=sent, body=body, auth_settings=["BearerToken"],
             )
             response = self.api_client.call_api(*serialized, _request_timeout=30)
             response.read()
+            data = bytes(response.data or b"")
+            if response.status < 400:
+                return data
             try:
-                data = json.loads(response.data or b"{}")
+                status = json.loads(data)
             except ValueError:
                 # kube-apiserver answers "404 page not found" in plain text for a path it does not
                 # serve yet (a CRD just created): an error like any other, never a crash
-                data = None
-            if response.status >= 400 or not isinstance(data, dict):
-                text = bytes(response.data or b"")[:200].decode("utf-8", "replace").strip()
-                raise KubeError(data if isinstance(data, dict) and data.get("kind") == "Status" else {
-                    "kind": "Status", "status": "Failure", "code": response.status if response.status >= 400 else 502,
-                    "reason": response.reason or "",
-                    "message": f"{method} {path}: {response.status} {response.reason}: {text}"})
-            return dict(data)
+                status = None
+            text = data[:200].decode("utf-8", "replace").strip()
+            raise KubeError(status if isinstance(status, dict) and status.get("kind") == "Status" else {
+                "kind": "Status", "status": "Failure", "code": response.status, "reason": response.reason or "",
+                "message": f"{method} {path}: {response.status} {response.reason}: {text}"})
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 

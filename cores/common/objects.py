@@ -8,7 +8,7 @@ edge may hold anything), instead of ``(obj.get("metadata") or {}).get(...)`` in 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, TypedDict
 
 
@@ -132,3 +132,32 @@ class NodeView(ObjectView):
     def condition(self, kind: str) -> str:
         """The status ("True", "False", "Unknown") of condition ``kind``, "" when absent."""
         return next((_text(c.get("status")) for c in self.conditions if c.get("type") == kind), "")
+
+
+def pod_references(pod: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """("configmap"|"secret", name) of everything a pod may read: volumes, projections, env, pull secrets."""
+    spec = pod.get("spec") or {}
+    for volume in spec.get("volumes") or []:
+        if "configMap" in volume:
+            yield "configmap", volume["configMap"].get("name", "")
+        if "secret" in volume:
+            yield "secret", volume["secret"].get("secretName", "")
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if "configMap" in source:
+                yield "configmap", source["configMap"].get("name", "")
+            if "secret" in source:
+                yield "secret", source["secret"].get("name", "")
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or []), *(spec.get("ephemeralContainers") or [])]:
+        for env in container.get("env") or []:
+            source = env.get("valueFrom") or {}
+            if "configMapKeyRef" in source:
+                yield "configmap", source["configMapKeyRef"].get("name", "")
+            if "secretKeyRef" in source:
+                yield "secret", source["secretKeyRef"].get("name", "")
+        for env_from in container.get("envFrom") or []:
+            if "configMapRef" in env_from:
+                yield "configmap", env_from["configMapRef"].get("name", "")
+            if "secretRef" in env_from:
+                yield "secret", env_from["secretRef"].get("name", "")
+    for pull_secret in spec.get("imagePullSecrets") or []:
+        yield "secret", pull_secret.get("name", "")

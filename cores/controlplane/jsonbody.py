@@ -10,31 +10,18 @@ message says what was wrong and where.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
 from typing import Any
 
+from cores.common.jsonlimits import nesting_depth
 from cores.controlplane import errors
 from cores.controlplane.limits import MAX_JSON_DEPTH
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-# '[' and '{' open (+1), ']' and '}' close (-1, as the signed byte 0xFF)
-_DEPTH_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 PREFIX = "couldn't get version/kind; json parse error: "
-
-
-def nesting_depth(text: str) -> int:
-    """The deepest nesting of arrays and objects in ``text`` (brackets inside strings do not count)."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)).encode("ascii")
-    if not brackets:
-        return 0
-    steps = memoryview(brackets.translate(_DEPTH_STEPS)).cast("b")
-    return max(0, max(itertools.accumulate(steps)))
 
 
 def _refuse_constant(name: str) -> Any:

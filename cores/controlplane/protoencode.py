@@ -22,7 +22,7 @@ import re
 import struct
 from typing import Any
 
-from cores.controlplane.protobuf import (
+from cores.common.kubeproto import (
     _EXTENSIONS, _FIXED32_KINDS, _FIXED64_KINDS, _META, _VARINT_KINDS, MAGIC, ProtobufError, _table)
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)

@@ -3,9 +3,9 @@
 Authentication is by client certificate (verified against the control plane's CA) or bearer
 token (the config's static tokens, or a service-account token this server signed); anonymous
 requests get 401, except the health and version endpoints that a real cluster also shows to
-anyone. Until RBAC exists, only ``system:masters`` may do anything else (but ask who they are,
-as RBAC's default ``system:basic-user`` role allows): other identities get 403 with
-kube-apiserver's wording. The controllers (:mod:`cores.controlplane.controllers`) run in this
+anyone. Authorization is :mod:`.authz`'s chain: ``system:masters`` (who alone may impersonate),
+discovery for every authenticated identity, the Node authorizer for nodes; other identities get
+403 with kube-apiserver's wording. The controllers (:mod:`cores.controlplane.controllers`) run in this
 process, on the same loop, through the in-process :class:`Api`.
 
 Every request is hostile until it is answered (limits in :mod:`cores.controlplane.limits`): the
@@ -31,9 +31,10 @@ from typing import Any
 
 from aiohttp import web
 
+from cores.common import kubeproto as protobuf
 from cores.common.config import Config
 from cores.common.selectors import selector_fields
-from cores.controlplane import (controllers, discovery, errors, metrics, openapi, openapi_v2proto, pki, podstreams, protobuf, protoencode,
+from cores.controlplane import (authz, controllers, discovery, errors, metrics, openapi, openapi_v2proto, pki, podstreams, protoencode,
                                 serviceaccounts, views)
 from cores.controlplane.api import Api, check_definition, parse_json_body, parse_resource_version, selector_matcher
 from cores.controlplane.bootstrap import bootstrap_objects
@@ -111,6 +112,7 @@ class ApiServer:
                                                  str(paths.kubelet_client_cert), str(paths.kubelet_client_key),
                                                  str(kubelet_client.get("caFile") or ""))
         self.metrics = metrics.Metrics(self._node_summary)
+        self.node_authorizer = authz.NodeAuthorizer(self._pods_of)
 
     # application --------------------------------------------------------------------------
     def application(self) -> web.Application:
@@ -129,7 +131,7 @@ class ApiServer:
                 user = await self._authenticate(request)
                 if user is None:
                     raise errors.unauthorized()
-                request["user"] = user
+                request["user"] = await self._impersonated(request, user)
             await self._read_body(request)
             response: web.StreamResponse = await handler(request)
             return response
@@ -189,21 +191,55 @@ class ApiServer:
         if resource.kind == "Pod" and resource.group == "":
             await serviceaccounts.admit_pod(self.api, obj)
 
-    @staticmethod
-    def _authorize(user: User, verb: str, target: Target | None, path: str) -> None:
+    async def _authorize(self, request: web.Request, verb: str, target: Target | None, path: str) -> None:
+        """kube-apiserver's chain (:mod:`.authz`): masters, discovery for anyone authenticated, the
+        Node authorizer for nodes, then RBAC; 403 with its wording otherwise."""
+        user: User = request["user"]
         if user.is_admin:
             return
+        attributes = authz.Request(
+            user.name, user.groups, verb, path, target.resource.group if target else "",
+            target.resource.plural if target else "", target.subresource if target else "",
+            (target.namespace or "") if target else "", target.name if target else "",
+            request.query.get("fieldSelector", "") if target else "")
         if target is not None and target.resource.plural == "selfsubjectreviews" and verb == "create":
             return  # system:basic-user: anyone authenticated may ask who they are
+        if authz.is_discovery(attributes):
+            return
+        reason = ""
+        node = authz.node_name(user.name, user.groups)
+        if node:
+            async def body() -> Any:
+                return await self._object_body(request)
+
+            decided = await self.node_authorizer.decide(node, attributes, body)
+            if decided is None:
+                return
+            reason = decided
+        denied = authz.Denied(attributes, reason)
         if target is None:
-            raise errors.forbidden(f'forbidden: User "{user.name}" cannot {verb} path "{path}"')
-        resource = target.resource
-        where = f' in the namespace "{target.namespace}"' if target.namespace else ""
-        plural = resource.plural + (f"/{target.subresource}" if target.subresource else "")
-        raise errors.forbidden(
-            f'{plural} is forbidden: User "{user.name}" cannot {verb} resource "{plural}" '
-            f'in API group "{resource.group}"{where}', resource.group, resource.plural, target.name,
-        )
+            raise errors.forbidden(str(denied))
+        raise errors.forbidden(str(denied), target.resource.group, target.resource.plural, target.name)
+
+    async def _impersonated(self, request: web.Request, user: User) -> User:
+        """``Impersonate-User`` (and ``-Group``, ``-Uid``, ``-Extra-*``): only ``system:masters`` may."""
+        as_user = request.headers.get("Impersonate-User", "")
+        as_groups = request.headers.getall("Impersonate-Group", [])
+        if not as_user:
+            if as_groups or any(h.lower().startswith("impersonate-") for h in request.headers):
+                raise errors.bad_request("requested impersonation of groups or extra without a user")
+            return user
+        if not user.is_admin:
+            raise errors.forbidden(f'users "{as_user}" is forbidden: User "{user.name}" cannot impersonate resource '
+                                   f'"users" in API group "" at the cluster scope', "", "users", as_user)
+        groups = [g.strip() for value in as_groups for g in value.split(",") if g.strip()] \
+            if len(as_groups) == 1 else list(as_groups)
+        extra = {h[len("Impersonate-Extra-"):].lower(): request.headers.getall(h) for h in request.headers
+                 if h.lower().startswith("impersonate-extra-")}
+        if as_user.startswith("system:serviceaccount:") and len(as_user.split(":")) == 4:
+            namespace = as_user.split(":")[2]
+            groups += ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"]
+        return User(as_user, _with_authenticated(groups), request.headers.get("Impersonate-Uid", ""), extra)
 
     # routing ------------------------------------------------------------------------------
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -217,7 +253,7 @@ class ApiServer:
             return await self._resource_path(request, "", "v1", parts[2:], path)
         if parts and parts[0] == "apis" and len(parts) >= 3:
             return await self._resource_path(request, parts[1], parts[2], parts[3:], path)
-        self._authorize(request["user"], "get", None, path)
+        await self._authorize(request, "get", None, path)
         if parts == ["api"]:
             return respond(discovery.api_versions(f"{self.config.server.advertiseAddress}:{self.config.server.port}"))
         if parts == ["apis"]:
@@ -245,14 +281,14 @@ class ApiServer:
 
     async def _resource_path(self, request: web.Request, group: str, version: str, rest: list[str], path: str) -> web.StreamResponse:
         if not rest:
-            self._authorize(request["user"], "get", None, path)
+            await self._authorize(request, "get", None, path)
             document = discovery.api_resource_list(self.registry, group, version)
             if document is None:
                 raise errors.path_not_found(path)
             return respond(document)
         target = self._target(group, version, rest, path)
         verb = self._verb(request, target)
-        self._authorize(request["user"], verb, target, path)
+        await self._authorize(request, verb, target, path)
         return await self._serve(request, target, verb)
 
     def _target(self, group: str, version: str, rest: list[str], path: str) -> Target:
@@ -345,6 +381,12 @@ class ApiServer:
                                                    query.get("fieldSelector", ""), dry_run)
         return respond({"kind": resource.list_kind, "apiVersion": resource.api_version,
                         "metadata": {"resourceVersion": str(self.store.revision)}, "items": deleted})
+
+    async def _pods_of(self, node: str) -> list[dict[str, Any]]:
+        pods = self.registry.get("", "v1", "pods")
+        assert pods is not None
+        _, items, _ = await self.api.list(pods, None, field_selector=f"spec.nodeName={node}")
+        return [json.loads(item) for item in items]
 
     async def _object_body(self, request: web.Request) -> Any:
         """The request body as a JSON value, whether it came as JSON or as protobuf (any verb)."""

@@ -33,9 +33,11 @@ class Decision:
 
 
 # Cloud modules by what comes up from an edge (upstream dispatchMessage): twin traffic to the
-# DeviceController, user traffic (EventBus and ServiceBus uploads, ServiceBus's HTTP answers) to
+# DeviceController, MetaServer's Applications to the DynamicController, user traffic (EventBus and ServiceBus uploads, ServiceBus's HTTP answers) to
 # the Router, everything else to the EdgeController.
 UPSTREAM_GROUPS_BY_SOURCE = {"twin": "devicecontroller"}
+# (upstream routes by the source alone; MetaServer's own queries for EdgeController share the source)
+APPLICATION_SOURCE, APPLICATION_GROUP = "metaserver", "dynamiccontroller"
 UPSTREAM_DEFAULT_GROUP = "edgecontroller"
 USER_GROUP, ROUTER_GROUP = "user", "router"
 # Session events (``connected``/``disconnected`` of ``node/<id>``) go to these cloud groups.
@@ -65,6 +67,8 @@ def from_edge(node_id: str, message: Message) -> Decision:
     routed = message.with_resource(add_node_prefix(node_id, message.route.resource))
     if message.route.operation == OP_RESPONSE:
         return Decision(Action.RESPONSE, routed)
+    if (message.route.source, message.route.group) == (APPLICATION_SOURCE, APPLICATION_GROUP):
+        return Decision(Action.DELIVER, routed, group=APPLICATION_GROUP)
     group = UPSTREAM_GROUPS_BY_SOURCE.get(message.route.source, UPSTREAM_DEFAULT_GROUP)
     return Decision(Action.DELIVER, routed, group=group)
 

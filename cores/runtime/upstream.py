@@ -116,7 +116,8 @@ def cloudcore_config(cloudcore: Path, base: Path, kubeconfig: Path) -> tuple[dic
 
 
 def cloudcore_spec(cloudcore: Path, base: Path, kubeconfig: Path, verbosity: int = 2, router_port: int = 0,
-                   stream_tls: tuple[Path, Path, Path] | None = None, stream_port: int = 0) -> UpstreamCloud:
+                   stream_tls: tuple[Path, Path, Path] | None = None, stream_port: int = 0,
+                   dynamic_controller: bool = False) -> UpstreamCloud:
     """An upstream cloudcore under ``base``; its Router on 127.0.0.1:``router_port`` when given.
 
     ``stream_tls`` (client CA, certificate, key of the stream server) enables cloudStream on free
@@ -126,6 +127,7 @@ def cloudcore_spec(cloudcore: Path, base: Path, kubeconfig: Path, verbosity: int
     document, websocket_port, https_port = cloudcore_config(cloudcore, base, kubeconfig)
     if router_port:
         document["modules"]["router"].update(enable=True, address="127.0.0.1", port=router_port)
+    document["modules"]["dynamicController"]["enable"] = dynamic_controller
     tunnel_port = 0
     if stream_tls is None:
         stream_port = 0
@@ -199,7 +201,7 @@ def real_cluster_specs(apiserver: Path, base: Path, etcd: str = "etcd") -> RealC
 
 def edgecore_spec(edgecore: Path, base: Path, *, node: str, token: str, websocket_port: int, https_port: int,
                   runtime_endpoint: str, pause_image: str, verbosity: int = 2, mqtt_server: str = "",
-                  servicebus_port: int = 0, stream_server: str = "") -> ServiceSpec:
+                  servicebus_port: int = 0, stream_server: str = "", metaserver_port: int = 0) -> ServiceSpec:
     """An upstream edgecore for ``node`` under ``base``, joining a cloud on 127.0.0.1: its default
     config with every path moved under ``base``, eventBus off (no broker) unless ``mqtt_server``
     names an external broker (mqttMode 2), serviceBus on ``servicebus_port`` when given, our
@@ -231,7 +233,7 @@ def edgecore_spec(edgecore: Path, base: Path, *, node: str, token: str, websocke
                    readOnlyPort=10350 if stream_server else free_port(),
                    makeIPTablesUtilChains=False, port=free_port(), healthzPort=free_port())
     meta = modules["metaManager"]["metaServer"]
-    meta.update(server=f"127.0.0.1:{free_port()}", tlsCaFile=str(base / "ca" / "rootCA.crt"),
+    meta.update(enable=bool(metaserver_port), server=f"127.0.0.1:{metaserver_port or free_port()}", tlsCaFile=str(base / "ca" / "rootCA.crt"),
                 tlsCertFile=str(base / "certs" / "server.crt"), tlsPrivateKeyFile=str(base / "certs" / "server.key"))
     stream = modules["edgeStream"]
     for key in list(stream):

@@ -17,7 +17,8 @@ import time
 import uuid
 from typing import Any
 
-from cores.controlplane import protobuf, protoencode
+from cores.common import kubeproto as protobuf
+from cores.controlplane import protoencode
 from cores.controlplane.launcher import ControlPlane
 from tests.timeouts import scaled
 

@@ -55,7 +55,7 @@ class Site:
 def site(controlplane: ControlPlane, containerd: Containerd, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
          ) -> Iterator[Site]:
     base = tmp_path_factory.mktemp("metaserver")
-    cloud = start_cloud(base / "cloud", controlplane)
+    cloud = start_cloud(base / "cloud", controlplane, modules={"dynamicController": {"enable": True}})
     edge: Core | None = None
     try:
         node, port = f"meta-{uuid.uuid4().hex[:6]}", free_port()
@@ -101,8 +101,8 @@ def test_kubectl_at_the_edge_lists_the_nodes_objects(site: Site, binary: str) ->
     assert gone.returncode == 1 and 'pods "not-here" not found' in gone.stderr
     node = site.edge_kubectl(binary, "get", "node", site.node, "-o", "jsonpath={.metadata.name}")
     assert node.stdout == site.node, node.stderr
-    refused = site.edge_kubectl(binary, "delete", "configmap", "-n", "default", site.configmap)
-    assert refused.returncode != 0 and "get, list and watch" in refused.stderr
+    refused = site.edge_kubectl(binary, "delete", "configmap", "-n", "default", site.configmap)  # as the node, in the cloud:
+    assert refused.returncode != 0 and "Forbidden" in refused.stderr and f"system:node:{site.node}" in refused.stderr
 
 
 @pytest.mark.parametrize("binary", KUBECTLS, ids=["kubectl-1.32", "kubectl-1.20"])
@@ -310,6 +310,50 @@ def test_a_pod_held_for_upgrade_waits_until_keadm_ctl_unholds_it(site: Site) -> 
         site.cloud_kubectl("delete", "pod", first, second, "--wait=false")
 
 
+def test_writes_go_to_the_cloud_as_the_node(site: Site) -> None:
+    """Upstream's Applications to CloudCore's DynamicController, which runs them as the node: its
+    own Node and pods it may change, a ConfigMap or another node's pod it may not."""
+    stamp = uuid.uuid4().hex[:6]
+    labeled = site.edge_kubectl("kubectl", "label", "node", site.node, f"meta-written={stamp}")
+    assert labeled.returncode == 0, labeled.stderr
+    assert site.cloud_kubectl("get", "node", site.node, "-o", "jsonpath={.metadata.labels.meta-written}") == stamp
+    annotated = site.edge_kubectl("kubectl", "annotate", "node", site.node, f"meta/at={stamp}", "--overwrite")
+    assert annotated.returncode == 0, annotated.stderr
+    made = site.edge_kubectl("kubectl", "create", "configmap", f"from-edge-{stamp}", "-n", "default", "--from-literal=a=b")
+    assert made.returncode == 1 and "is forbidden" in made.stderr and "cannot create" in made.stderr, made.stderr
+    other = f"other-{stamp}"
+    site.cloud_kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": other}}))
+    try:
+        foreign = site.edge_kubectl("kubectl", "label", "node", other, "taken=yes")
+        assert foreign.returncode == 1 and "Forbidden" in foreign.stderr, foreign.stderr
+        assert "taken" not in site.cloud_kubectl("get", "node", other, "-o", "jsonpath={.metadata.labels}")
+    finally:
+        site.cloud_kubectl("delete", "node", other, "--wait=false")
+    # the kubernetes client, as an app at the edge would write: an Event about its own pod
+    from kubernetes import client
+
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{site.port}"
+    with client.ApiClient(configuration) as api_client:
+        event = client.CoreV1Api(api_client).create_namespaced_event("default", {
+            "metadata": {"name": f"{site.pod}.{stamp}"}, "involvedObject": {"kind": "Pod", "namespace": "default", "name": site.pod},
+            "reason": "Written", "message": "from the edge", "type": "Normal"})
+        assert event.metadata.resource_version  # the cloud's object
+    assert site.cloud_kubectl("get", "event", f"{site.pod}.{stamp}", "-n", "default", "-o", "jsonpath={.reason}") == "Written"
+
+
+def test_lists_ask_the_cloud_first(site: Site) -> None:
+    stamp = uuid.uuid4().hex[:6]
+    site.cloud_kubectl("create", "service", "clusterip", f"svc-{stamp}", "--tcp=80:80", "-n", "default")
+    try:  # no push brings Services to this edge: the list asks the cloud, as the node (system:node may list them)
+        listed = wait_for(lambda: f"svc-{stamp}" in (done := site.edge_kubectl("kubectl", "get", "services", "-n", "default")).stdout
+                          and done, 30, "the cloud's new Service never appeared in a list at the edge")
+        assert listed.returncode == 0
+    finally:
+        site.cloud_kubectl("delete", "service", f"svc-{stamp}", "-n", "default")
+
+
 def test_with_the_cloud_killed_the_edge_still_answers(site: Site) -> None:
     site.cloud.stop()
     wait_for(lambda: "connection lost" in site.edge.log() or "disconnected from" in site.edge.log(), 30,
@@ -326,3 +370,5 @@ def test_with_the_cloud_killed_the_edge_still_answers(site: Site) -> None:
     assert (done.stdout, done.returncode) == ("offline\n", 0), done.stderr
     logged = site.edge_kubectl("kubectl", "logs", site.pod, "-n", "default", "--tail=1")
     assert logged.stdout.startswith("meta-"), logged.stderr
+    offline = site.edge_kubectl("kubectl", "label", "node", site.node, "offline=yes")
+    assert offline.returncode == 1 and "offline" in offline.stderr, offline.stderr  # 503 with the reason, at once

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 
-from cores.controlplane import protobuf
+from cores.common import kubeproto as protobuf
 from cores.controlplane.controllers.deployment import semantic, surge_and_unavailable, template_hash
 from cores.controlplane.controllers.scheduler import failure_message, filter_reason, matches_affinity
 

@@ -30,7 +30,7 @@ def free_port() -> int:
 class Running:
     """A MetaServer on its own loop thread, as MetaManager runs it."""
 
-    def __init__(self, store: MetaStore) -> None:
+    def __init__(self, store: MetaStore, apply_in_cloud: Any = None, node: str = "") -> None:
         self.store = store
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
@@ -39,7 +39,7 @@ class Running:
         async def db(call: Any, *args: Any) -> Any:
             return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(call, *args))
 
-        self.server = MetaServer(f"127.0.0.1:{self.port}", db, store)
+        self.server = MetaServer(f"127.0.0.1:{self.port}", db, store, node_name=node, apply_in_cloud=apply_in_cloud)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
@@ -146,7 +146,7 @@ def test_live_changes_reach_a_watch(server: Running) -> None:
 
 def test_refusals_are_kube_apiserver_statuses(server: Running) -> None:
     status, body = server.request("POST", "/api/v1/namespaces/default/configmaps", body=b"{}")
-    assert status == 405 and body["kind"] == "Status" and "get, list and watch" in body["message"]
+    assert status == 503 and body["kind"] == "Status" and "no link to the cloud" in body["message"]
     status, body = server.request("GET", "/api/v1/namespaces/default/configmaps", body=b"x" * (4 * 1024 * 1024))
     assert status == 413
     status, body = server.request("GET", "/api/v1/namespaces/default/widgets")

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from cores.controlplane import protobuf
+from cores.common import kubeproto as protobuf
 
 
 # --- a tiny encoder --------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from cores.controlplane import protobuf, protoencode
+from cores.common import kubeproto as protobuf
+from cores.controlplane import protoencode
 from tests.captures import capture_records
 
 

@@ -22,7 +22,7 @@ from cores.cloud.edgecontroller import admission, downstream
 from cores.cloud.informer import Informer
 from cores.cloud.kube import Kube, KubeError
 from cores.common.config import Config
-from cores.common.objects import NodeView, PodView
+from cores.common.objects import NodeView, PodView, pod_references
 from cores.common.resource import ObjectResource, ResourceError, add_node_prefix, parse_object, split_node_prefix
 from cores.common.tasks import TaskSupervisor
 from cores.link import contracts
@@ -63,7 +63,7 @@ def _mirror_pod_refusal(node: str, node_uid: str, pod: Any) -> str:
         return "a node may only create mirror pods bound to itself"
     if spec.get("serviceAccountName") or spec.get("serviceAccount"):
         return "a mirror pod may not reference a service account"
-    if any(True for _ in downstream.referenced(pod)) or any(
+    if any(True for _ in pod_references(pod)) or any(
             "persistentVolumeClaim" in v or "ephemeral" in v or any("serviceAccountToken" in s for s in (v.get("projected") or {}).get("sources") or [])
             for v in spec.get("volumes") or []):
         return "a mirror pod may not reference secrets, configmaps, service account tokens or persistent volume claims"
@@ -403,7 +403,7 @@ class EdgeController(_Downstream):
             if pod is None or _is_mirror(pod):
                 continue  # a mirror pod reaches nothing (see _mirror_pod_refusal)
             namespace = pod["metadata"]["namespace"]
-            found.update((kind, f"{namespace}/{name}") for kind, name in downstream.referenced(pod) if name)
+            found.update((kind, f"{namespace}/{name}") for kind, name in pod_references(pod) if name)
         return found
 
     async def _connection_event(self, message: Message) -> None:

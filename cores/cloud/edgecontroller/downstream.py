@@ -9,7 +9,6 @@ module does the sending.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from cores.beehive import Message
@@ -56,35 +55,6 @@ def pod_operation(event: str, pod: dict[str, Any]) -> str:
     if event == "ADDED" and not (pod.get("metadata") or {}).get("deletionTimestamp"):
         return "insert"
     return "update"
-
-
-def referenced(pod: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """("configmap"|"secret", name) of everything a pod may read: volumes, projections, env, pull secrets."""
-    spec = pod.get("spec") or {}
-    for volume in spec.get("volumes") or []:
-        if "configMap" in volume:
-            yield "configmap", volume["configMap"].get("name", "")
-        if "secret" in volume:
-            yield "secret", volume["secret"].get("secretName", "")
-        for source in (volume.get("projected") or {}).get("sources") or []:
-            if "configMap" in source:
-                yield "configmap", source["configMap"].get("name", "")
-            if "secret" in source:
-                yield "secret", source["secret"].get("name", "")
-    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or []), *(spec.get("ephemeralContainers") or [])]:
-        for env in container.get("env") or []:
-            source = env.get("valueFrom") or {}
-            if "configMapKeyRef" in source:
-                yield "configmap", source["configMapKeyRef"].get("name", "")
-            if "secretKeyRef" in source:
-                yield "secret", source["secretKeyRef"].get("name", "")
-        for env_from in container.get("envFrom") or []:
-            if "configMapRef" in env_from:
-                yield "configmap", env_from["configMapRef"].get("name", "")
-            if "secretRef" in env_from:
-                yield "secret", env_from["secretRef"].get("name", "")
-    for pull_secret in spec.get("imagePullSecrets") or []:
-        yield "secret", pull_secret.get("name", "")
 
 
 def service_accounts(pod: dict[str, Any]) -> set[str]:

@@ -24,15 +24,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cores.beehive import Context, Message
-from cores.beehive.context import BeehiveError
+from cores.beehive.context import BeehiveError, SyncTimeout
 from cores.beehive.message import OP_DELETE, OP_QUERY, OP_RESPONSE
 from cores.common.config import Config
 from cores.common.resource import ResourceError, parse_object
 from cores.common.tasks import TaskSupervisor
-from cores.link import contracts, routing
+from cores.link import application, contracts, routing
 from cores.link.requests import CloudRequests
 from cores.edge.metamanager.store import MetaStore
-from cores.link.status import StatusError, not_connected
+from cores.link.status import RequestTimeout, StatusError, not_connected
 
 log = logging.getLogger("kubeedge.metamanager")
 
@@ -72,7 +72,8 @@ class MetaManager:
                 if edged.get("enable") else ""
             self.metaserver = MetaServer(str(server.get("server") or "127.0.0.1:10550"), self._db, self.store,
                                          runtime or None, self._unhold if runtime else None,
-                                         str(edged.get("hostnameOverride") or ""), self._ask_cloud)
+                                         str(edged.get("hostnameOverride") or ""), self._ask_cloud,
+                                         self._apply_in_cloud)
             await self.metaserver.start()
         while True:
             message = await ctx.receive(self.name)
@@ -80,9 +81,9 @@ class MetaManager:
                 self.connected = routing.connected_in(message)
                 if not self.connected:
                     self._fail_pending()
-            elif message.route.operation == OP_RESPONSE and message.parent_msg_id:
+            elif message.route.operation in (OP_RESPONSE, application.RESPONSE_OPERATION) and message.parent_msg_id:
                 self.tasks.spawn(self._finish(message), "reply")
-            elif message.route.source == "edged" or message.route.group == "meta":
+            elif message.route.source == "edged" or message.route.group in ("meta", application.GROUP):
                 self._request(message)
             elif message.route.operation in contracts.PUSH_OPERATIONS:
                 await self._push(message)
@@ -168,7 +169,8 @@ class MetaManager:
             if not self.ctx.send_response(reply):
                 log.debug("reply nobody waits for (its request timed out): %s", reply.describe())
             return
-        await self._remember(request, reply)
+        if not application.is_response(reply):
+            await self._remember(request, reply)
         if contracts.wants_feedback(request):
             await self.ctx.send(self.hub_module, contracts.ack(reply))
         self.ctx.send_response(reply)
@@ -199,6 +201,24 @@ class MetaManager:
         if not self.connected:
             return None
         return await CloudRequests(self.ctx, source="metaserver", module=self.name).query(resource, timeout=CLOUD_FIRST_TIMEOUT)
+
+    async def _apply_in_cloud(self, app: application.Application, timeout: float) -> application.Application:
+        """MetaServer's Application, to the cloud's DynamicController (upstream's ``doApply``): the
+        cloud's answer, or :class:`StatusError` (503 offline, 504 when nothing answered in time)."""
+        if not self.connected:
+            raise not_connected()
+        request = application.request_message(app)
+        try:
+            reply = await self.ctx.send_sync(self.name, request, timeout)
+        except SyncTimeout:
+            raise RequestTimeout("the cloud's DynamicController", timeout) from None
+        if not application.is_response(reply):
+            contracts.parse_reply(reply)  # this edge's own answer (the link broke meanwhile): its error
+            raise not_connected()
+        try:
+            return application.Application.from_wire(reply.content)
+        except application.ApplicationError as error:
+            raise StatusError.make(502, "BadGateway", f"the cloud's answer: {error}") from None
 
     def _unhold(self, namespace: str, name: str) -> None:
         """MetaServer's unhold-upgrade, to Edged (upstream's model.UnholdUpgradeOperation)."""

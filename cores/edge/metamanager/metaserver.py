@@ -44,6 +44,8 @@ import h11
 from cores.common import selectors, tables
 from cores.common.names import is_dns1123_subdomain
 from cores.edge.metamanager.store import Change, Compacted, MetaStore
+from cores.link import application
+from cores.link.application import Application
 
 log = logging.getLogger("kubeedge.metaserver")
 
@@ -89,6 +91,17 @@ RESOURCES = (
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
 # what a get asks the cloud for first: the kinds EdgeController answers queries of
 CLOUD_FIRST = frozenset({"configmap", "secret", "node", "lease"})
+# what a list asks the cloud for first (as the node: its rights decide), keeping what comes back;
+# the kinds Edged and DeviceTwin act on are listed from the store, which the cloud's acked pushes
+# keep exact (and a stored pod is one this node runs after a restart: only a push may add it)
+LIST_CLOUD_FIRST = frozenset({"service", "endpoints", "node", "lease", "event"})
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+WRITE_TIMEOUT = 10.0         # upstream's doApply
+LIST_TIMEOUT = 5.0           # a list waits this long for the cloud before the store answers
+LIST_LOCAL_SECONDS = 60.0    # after a list the cloud left unanswered, lists stay local this long
+MAX_BODY_DEPTH = 64
+PATCH_TYPES = frozenset({"application/json-patch+json", "application/merge-patch+json",
+                         "application/strategic-merge-patch+json", "application/apply-patch+yaml"})
 
 
 class Refusal(Exception):
@@ -156,8 +169,11 @@ class Watcher:
 class MetaServer:
     def __init__(self, address: str, db: Callable[..., Awaitable[Any]], store: MetaStore,
                  runtime_endpoint: str | None = None, unhold: Callable[[str, str], None] | None = None,
-                 node_name: str = "", ask_cloud: Callable[[str], Awaitable[Any]] | None = None) -> None:
+                 node_name: str = "", ask_cloud: Callable[[str], Awaitable[Any]] | None = None,
+                 apply_in_cloud: Callable[[Application, float], Awaitable[Application]] | None = None) -> None:
         self.ask_cloud = ask_cloud  # a query through the link (None: the cloud is not asked, e.g. offline)
+        self.apply_in_cloud = apply_in_cloud  # an Application to the cloud's DynamicController
+        self._lists_local_until = 0.0  # the cloud did not answer a list: lists stay local until then
         self.runtime_endpoint = runtime_endpoint  # for pods/restart; None when Edged is off
         self.unhold = unhold                      # tells Edged to start a held pod (namespace, name)
         self.node_name = node_name
@@ -316,9 +332,10 @@ class MetaServer:
                 return await self._restart(parts[3], body)
             if method == "POST" and parts in (["api", "v1", "pods", "unhold-upgrade"], ["api", "v1", "nodes", "unhold-upgrade"]):
                 return await self._unhold(parts[2], body)
+            if method in WRITE_METHODS:
+                return await self._write(method, parts, query, headers, body)
             if method != "GET":
-                raise Refusal(405, "MethodNotAllowed", f"{method} is not served by the edge's MetaServer yet: it serves "
-                                                       "get, list and watch from the edge store")
+                raise Refusal(405, "MethodNotAllowed", f"{method} is not a Kubernetes API method")
             discovered = self._discovery(parts)
             if discovered is not None:
                 return Answer(200, discovered)
@@ -523,6 +540,165 @@ class MetaServer:
         log.info("metaserver: unhold-upgrade of node %s: %d pods released", node, released)
         return Answer(200, {})
 
+    # -- through the cloud: writes, and reads of what the edge does not store ---------------------
+    async def _write(self, method: str, parts: list[str], query: dict[str, list[str]], headers: dict[str, str],
+                     body: bytes) -> Answer:
+        """A create, update, patch or delete: an Application to the cloud, which runs it as this
+        node (its Node authorizer and NodeRestriction decide); with the cloud away, 503."""
+        path = _resource_path(parts)
+        if path is None:
+            raise Refusal(404, "NotFound", "the server could not find the requested resource")
+        group, version, namespace, plural, name, subresource = path
+        key = application.build_key(group, version, plural, namespace, name)
+        options: dict[str, Any] = {k: v for k, v in (("dryRun", query.get("dryRun")), ("fieldManager", _one(query, "fieldManager")),
+                                                     ("fieldValidation", _one(query, "fieldValidation"))) if v}
+        if method == "PATCH":
+            patch_type = headers.get("content-type", "").split(";", 1)[0].strip()
+            if patch_type not in PATCH_TYPES:
+                raise Refusal(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media "
+                                                           f"types include: {', '.join(sorted(PATCH_TYPES))}")
+            if not name:
+                raise Refusal(405, "MethodNotAllowed", "a patch names one object")
+            if patch_type != "application/apply-patch+yaml":
+                _json_body(body, list if patch_type == "application/json-patch+json" else dict)
+            else:
+                options["force"] = _one(query, "force") in ("true", "1")
+            info = {"Name": name, "PatchType": patch_type, "Data": application.to_b64(body), "Options": options,
+                    "Subresources": [subresource] if subresource else None}
+            app = Application(key, "patch", self.node_name, option=application.to_bytes(info), subresource=subresource)
+            return await self._through_cloud(app, 200)
+        if method == "DELETE":
+            if not name:
+                raise Refusal(405, "MethodNotAllowed", "a delete of a whole collection is not served through the edge")
+            delete = _object_body(body, headers) if body.strip() else {}
+            for field in ("gracePeriodSeconds", "propagationPolicy"):
+                if _one(query, field):
+                    value = _one(query, field)
+                    delete[field] = int(value) if field == "gracePeriodSeconds" and value.lstrip("-").isdigit() else value
+            if query.get("dryRun"):
+                delete["dryRun"] = query["dryRun"]
+            app = Application(key, "delete", self.node_name, option=application.to_bytes(delete), subresource=subresource)
+            return await self._through_cloud(app, 200)
+        obj = _object_body(body, headers)
+        if method == "POST":
+            verb, code = "create", 201
+            if not subresource and name:
+                raise Refusal(405, "MethodNotAllowed", "a create is posted to its collection")
+        else:
+            if not name:
+                raise Refusal(405, "MethodNotAllowed", "an update names one object")
+            verb, code = ("updatestatus" if subresource == "status" else "update"), 200
+            obj = await self._cloud_versions(plural, group, obj)
+        app = Application(key, verb, self.node_name, option=application.to_bytes(options), req_body=application.to_bytes(obj),
+                          subresource="" if verb == "updatestatus" else subresource)
+        return await self._through_cloud(app, code)
+
+    async def _cloud_versions(self, plural: str, group: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """An update of an object read from this MetaServer carries the store's revision; the cloud
+        needs its own resourceVersion of that state, which the stored object holds. A revision that
+        is not the stored one is sent as it is (the cloud's 409 then says it is stale)."""
+        resource = next((r for r in RESOURCES if r.plural == plural and r.group == group), None)
+        metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else None
+        if resource is None or metadata is None or not str(metadata.get("resourceVersion") or "").isdigit():
+            return obj
+        namespace = str(metadata.get("namespace") or "") if resource.namespaced else "null"
+        stored = await self._db(self.store.get_revised, f"{namespace}/{resource.meta_type}/{metadata.get('name') or ''}")
+        if stored is None or str(stored[1]) != str(metadata["resourceVersion"]):
+            return obj
+        cloud = _cloud_version(stored[0])
+        return {**obj, "metadata": {**metadata, "resourceVersion": cloud}} if cloud else obj
+
+    async def _through_cloud(self, app: Application, code: int) -> Answer:
+        if self.apply_in_cloud is None:
+            raise Refusal(503, "ServiceUnavailable", "this MetaServer has no link to the cloud")
+        from cores.link.status import StatusError
+
+        try:
+            answer = await self.apply_in_cloud(app, WRITE_TIMEOUT)
+        except StatusError as error:
+            if error.code == 503:
+                raise Refusal(503, "ServiceUnavailable", f"the cloud is not reachable: {app.verb} goes to the cloud, and "
+                                                         f"this edge is offline ({error.message})") from None
+            raise Refusal(error.code or 504, error.reason or "Timeout", error.message) from None
+        if answer.status == application.APPROVED:
+            if not answer.resp_body:
+                return Answer(code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+            return Answer(code, answer.resp_body)
+        if answer.error.get("code"):
+            error_status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, **answer.error}
+            return Answer(int(answer.error["code"]), error_status)
+        if answer.status == application.REJECTED:
+            raise Refusal(500, "InternalError", answer.reason or "the cloud refused the request")
+        raise Refusal(503, "ServiceUnavailable", answer.reason or f"the cloud did not process the request ({answer.status})")
+
+    async def _list_from_cloud(self, parsed: Query, query: dict[str, list[str]]) -> list[dict[str, Any]] | None:
+        """A list, cloud first, as this node: the items the cloud returned (kept in the store), or
+        None when it refused or did not answer (the store answers alone)."""
+        loop = asyncio.get_running_loop()
+        if self.apply_in_cloud is None or loop.time() < self._lists_local_until:
+            return None
+        from cores.link.status import RequestTimeout, StatusError
+
+        resource = parsed.resource
+        options = {"labelSelector": _one(query, "labelSelector"), "fieldSelector": _one(query, "fieldSelector")}
+        key = application.build_key(resource.group, resource.version, resource.plural, parsed.namespace, "")
+        app = Application(key, "list", self.node_name, option=application.to_bytes({k: v for k, v in options.items() if v}))
+        try:
+            answer = await self.apply_in_cloud(app, LIST_TIMEOUT)
+        except RequestTimeout:
+            self._lists_local_until = loop.time() + LIST_LOCAL_SECONDS  # no DynamicController there, maybe
+            log.info("metaserver: the cloud did not answer a list within %gs: lists are served from the store for %gs",
+                     LIST_TIMEOUT, LIST_LOCAL_SECONDS)
+            return None
+        except StatusError:
+            return None
+        listed = answer.response_json() if answer.status == application.APPROVED else None
+        if not isinstance(listed, dict) or not isinstance(listed.get("items"), list):
+            log.debug("metaserver: the cloud did not list %s (%s %s): the store answers", resource.plural, answer.status,
+                      answer.error.get("message") or answer.reason)
+            return None
+        return [item for item in listed["items"] if isinstance(item, dict)]
+
+    async def _keep_listed(self, resource: Resource, items: list[dict[str, Any]]) -> set[str]:
+        """Store what a cloud list returned (what changed only); the keys it names."""
+        keys = set()
+        for item in items:
+            metadata: dict[str, Any] = item["metadata"] if isinstance(item.get("metadata"), dict) else {}
+            name, namespace = str(metadata.get("name") or ""), str(metadata.get("namespace") or "")
+            if not is_dns1123_subdomain(name) or (resource.namespaced and not is_dns1123_subdomain(namespace)):
+                continue
+            key = f"{namespace if resource.namespaced else 'null'}/{resource.meta_type}/{name}"
+            keys.add(key)
+            stored = await self._db(self.store.get, key)
+            if stored is not None and _cloud_version(stored) == metadata.get("resourceVersion"):
+                continue
+            item = {**item, "kind": resource.kind, "apiVersion": resource.api_version}
+            change = await self._db(self.store.put, key, resource.meta_type, item)
+            self.publish(change)
+        return keys
+
+    async def _unstored(self, parts: list[str], query: dict[str, list[str]]) -> Answer:
+        """A get or list of a kind the edge does not store: the cloud's answer, as this node."""
+        path = _resource_path(parts)
+        if path is None or path[5]:
+            raise Refusal(404, "NotFound", "the server could not find the requested resource")
+        group, version, namespace, plural, name, _ = path
+        if _one(query, "watch") in ("true", "1"):
+            raise Refusal(405, "MethodNotAllowed", f"{plural} are not stored at the edge: a watch of them is not served")
+        key = application.build_key(group, version, plural, namespace, name)
+        options: dict[str, Any] = {k: _one(query, k) for k in ("labelSelector", "fieldSelector", "resourceVersion", "limit",
+                                                                "continue") if _one(query, k)}
+        if "limit" in options:
+            options["limit"] = int(options["limit"]) if options["limit"].isdigit() else 0
+        app = Application(key, "get" if name else "list", self.node_name, option=application.to_bytes(options))
+        try:
+            return await self._through_cloud(app, 200)
+        except Refusal as refusal:
+            if refusal.code == 503:  # as upstream's, which then finds nothing in its store
+                raise Refusal(404, "NotFound", f"the server could not find the requested resource ({plural} are not "
+                                               f"stored at the edge, and the cloud is not reachable)") from None
+            raise
+
     # -- discovery -----------------------------------------------------------------------------
     def _discovery(self, parts: list[str]) -> Any:
         if parts in (["healthz"], ["livez"], ["readyz"]):
@@ -552,14 +728,22 @@ class MetaServer:
 
     # -- reads ---------------------------------------------------------------------------------
     async def _read(self, parts: list[str], query: dict[str, list[str]], headers: dict[str, str]) -> Answer:
+        path = _resource_path(parts)
+        if path is not None and (path[0], path[1], path[3]) not in BY_PATH:
+            return await self._unstored(parts, query)
         parsed = self._query(parts, query, headers)
         watching = _one(query, "watch") in ("true", "1")
         if watching:
             return await self._watch(parsed, query)
         if parsed.name and parsed.resource.meta_type in CLOUD_FIRST:
             await self._from_cloud(parsed)
+        listed: set[str] | None = None
+        if not parsed.name and parsed.resource.meta_type in LIST_CLOUD_FIRST:
+            items_in_cloud = await self._list_from_cloud(parsed, query)
+            if items_in_cloud is not None:
+                listed = await self._keep_listed(parsed.resource, items_in_cloud)
         revision, rows = await self._db(self.store.listing, parsed.resource.meta_type)
-        items = [obj for key, obj in self._objects(rows) if parsed.matches(key, obj)]
+        items = [obj for key, obj in self._objects(rows) if parsed.matches(key, obj) and (listed is None or key in listed)]
         if parsed.name:
             if not items:
                 group = f".{parsed.resource.group}" if parsed.resource.group else ""
@@ -787,3 +971,69 @@ def _split_key(key: str) -> tuple[str, str, str]:
     namespace, _, rest = key.partition("/")
     kind, _, name = rest.partition("/")
     return namespace, kind, name
+
+
+def _resource_path(parts: list[str]) -> tuple[str, str, str | None, str, str, str] | None:
+    """(group, version, namespace, plural, name, subresource) of a resource path, each part checked;
+    None for anything else."""
+    if parts[:1] == ["api"] and len(parts) >= 3:
+        group, version, rest = "", parts[1], parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 4:
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    namespace: str | None = None
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        namespace, rest = rest[1], rest[2:]
+    if not 1 <= len(rest) <= 3:
+        return None
+    plural, name, subresource = rest[0], rest[1] if len(rest) > 1 else "", rest[2] if len(rest) > 2 else ""
+    if (group and not is_dns1123_subdomain(group)) or not version.isalnum() or not version.islower() \
+            or not plural.replace("-", "").isalnum() or not plural.islower():
+        return None
+    if (namespace is not None and not is_dns1123_subdomain(namespace)) or (name and not _path_safe(name)) \
+            or (subresource and not subresource.isalpha()):
+        return None
+    return group, version, namespace, plural, name, subresource
+
+
+def _path_safe(name: str) -> bool:
+    """A name that stays one path segment (names of some kinds, e.g. events, RBAC, allow ``:``)."""
+    return 0 < len(name) <= 253 and name not in (".", "..") and all(c.isalnum() or c in "-._:@" for c in name)
+
+
+def _object_body(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    """A create's, update's or delete's body: JSON, or Kubernetes' protobuf (kubectl's typed
+    creates send it), read into the same JSON shape; the cloud gets JSON (upstream's ReqBody)."""
+    if headers.get("content-type", "").split(";", 1)[0].strip() == "application/vnd.kubernetes.protobuf":
+        from cores.common import kubeproto  # its field table, loaded on the first protobuf body
+
+        try:
+            return kubeproto.decode(body)
+        except kubeproto.ProtobufError as error:
+            code, reason = (415, "UnsupportedMediaType") if "not supported" in str(error) else (400, "BadRequest")
+            raise Refusal(code, reason, str(error)) from None
+    value: dict[str, Any] = _json_body(body, dict)
+    return value
+
+
+def _json_body(body: bytes, kind: type) -> Any:
+    from cores.common.jsonlimits import loads_bounded
+
+    try:
+        value = loads_bounded(body, MAX_BODY_DEPTH)
+    except ValueError as error:
+        raise Refusal(400, "BadRequest", f"the request body is not valid JSON: {error}") from None
+    if not isinstance(value, kind):
+        raise Refusal(400, "BadRequest", f"the request body must be a JSON {'object' if kind is dict else 'list'}")
+    return value
+
+
+def _cloud_version(stored: str) -> Any:
+    """The cloud's resourceVersion in a stored object (None when it has none)."""
+    try:
+        obj = json.loads(stored)
+    except ValueError:
+        return None
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    return metadata.get("resourceVersion") if isinstance(metadata, dict) else None

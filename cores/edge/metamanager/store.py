@@ -148,6 +148,13 @@ class MetaStore:
         return None if row is None else str(row[0])
 
     # -- what MetaServer reads -------------------------------------------------------------------
+    def get_revised(self, key: str) -> tuple[str, int] | None:
+        """The value of ``key`` and the local revision it was written at."""
+        with self._lock, self._transaction(write=False):
+            row = self._db.execute("SELECT meta.value, COALESCE(meta_revision.revision, 0) FROM meta "
+                                   "LEFT JOIN meta_revision ON meta_revision.key = meta.key WHERE meta.key = ?", (key,)).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+
     def listing(self, kind: str) -> tuple[int, list[tuple[str, str, int]]]:
         """The newest revision, and every ``(key, value, revision)`` of ``kind``, in one snapshot."""
         with self._lock, self._transaction(write=False):

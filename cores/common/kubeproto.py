@@ -1,4 +1,5 @@
-"""Kubernetes' protobuf encoding of request bodies, read into the JSON-shaped objects the server handles.
+"""Kubernetes' protobuf encoding of request bodies, read into JSON-shaped objects: for the embedded
+control plane, and for the edge's MetaServer, which hands JSON on to the cloud.
 
 Kubernetes' Go clients send ``application/vnd.kubernetes.protobuf`` on every verb: kubectl's typed
 commands (``create configmap|secret|...``, ``create token``, ``auth whoami``) on create, and
