@@ -187,8 +187,9 @@ class DynamicController:
         if not name or (target.name and name != target.name):
             raise Refused(400, "BadRequest", "the patch names no object, or another one than its key")
         subresources = info.get("Subresources") or []
-        if not isinstance(subresources, list) or not all(isinstance(s, str) and s.isidentifier() for s in subresources):
+        if not isinstance(subresources, list) or not all(isinstance(s, str) and (not s or s.isalpha()) for s in subresources):
             raise Refused(400, "BadRequest", "invalid Subresources")
+        subresources = [s for s in subresources if s]  # upstream's edge sends [""] for none
         try:
             raw = apps.decode_bytes(info.get("Data"), "Data")
         except ApplicationError as error:
