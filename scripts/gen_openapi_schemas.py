@@ -35,6 +35,11 @@ DISCOVERY = "io.k8s.api.discovery.v1."
 DISCOVERY_TYPES = {"EndpointSlice", "EndpointSliceList", "Endpoint", "EndpointConditions", "EndpointHints", "ForZone",
                    "ForNode"}
 AUTHENTICATION = "io.k8s.api.authentication.v1."
+RBAC = "io.k8s.api.rbac.v1."
+AUTHORIZATION = "io.k8s.api.authorization.v1."
+RBAC_PREFIXES = ("Role", "ClusterRole", "PolicyRule", "AggregationRule")
+AUTHORIZATION_PREFIXES = ("SubjectAccessReview", "SelfSubjectAccessReview", "ResourceAttributes", "NonResourceAttributes",
+                          "FieldSelectorAttributes", "LabelSelectorAttributes")
 APIEXTENSIONS = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1."
 QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
 INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
@@ -65,6 +70,15 @@ ROOTS: dict[str, tuple[str, str, str]] = {
     "V1CronJob": ("batch", "v1", "CronJob"), "V1CronJobList": ("batch", "v1", "CronJobList"),
     "V1Eviction": ("policy", "v1", "Eviction"),
     "AuthenticationV1TokenRequest": ("authentication.k8s.io", "v1", "TokenRequest"),
+    "V1Role": ("rbac.authorization.k8s.io", "v1", "Role"), "V1RoleList": ("rbac.authorization.k8s.io", "v1", "RoleList"),
+    "V1RoleBinding": ("rbac.authorization.k8s.io", "v1", "RoleBinding"),
+    "V1RoleBindingList": ("rbac.authorization.k8s.io", "v1", "RoleBindingList"),
+    "V1ClusterRole": ("rbac.authorization.k8s.io", "v1", "ClusterRole"),
+    "V1ClusterRoleList": ("rbac.authorization.k8s.io", "v1", "ClusterRoleList"),
+    "V1ClusterRoleBinding": ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding"),
+    "V1ClusterRoleBindingList": ("rbac.authorization.k8s.io", "v1", "ClusterRoleBindingList"),
+    "V1SubjectAccessReview": ("authorization.k8s.io", "v1", "SubjectAccessReview"),
+    "V1SelfSubjectAccessReview": ("authorization.k8s.io", "v1", "SelfSubjectAccessReview"),
     "V1Status": ("", "v1", "Status"),
     "V1DeleteOptions": ("", "v1", "DeleteOptions"),
 }
@@ -84,7 +98,7 @@ QUANTITY_FIELDS = {("V1EmptyDirVolumeSource", "sizeLimit"), ("V1ResourceFieldSel
 def definition_name(class_name: str) -> str:
     """The upstream definition name of a client model class (its package is not in the class name)."""
     for prefix, package in (("CoreV1", CORE), ("ApiextensionsV1", APIEXTENSIONS), ("AuthenticationV1", AUTHENTICATION),
-                            ("DiscoveryV1", DISCOVERY)):
+                            ("DiscoveryV1", DISCOVERY), ("RbacV1", RBAC)):
         if class_name.startswith(prefix):
             return package + class_name[len(prefix):]
     if class_name.startswith("V1alpha3"):  # scheduling's alpha types, which Jobs refer to
@@ -99,7 +113,8 @@ def definition_name(class_name: str) -> str:
     if short == "Eviction":
         return POLICY + short
     for prefixes, package in ((APPS_PREFIXES, APPS), (APIEXTENSIONS_PREFIXES, APIEXTENSIONS),
-                              (AUTHENTICATION_PREFIXES, AUTHENTICATION), (BATCH_PREFIXES, BATCH)):
+                              (AUTHENTICATION_PREFIXES, AUTHENTICATION), (BATCH_PREFIXES, BATCH), (RBAC_PREFIXES, RBAC),
+                              (AUTHORIZATION_PREFIXES, AUTHORIZATION)):
         if short.startswith(prefixes):
             return package + short
     return CORE + short

@@ -14,7 +14,7 @@ Decisions follow kube-apiserver's chain, first match wins:
   those pods use (a get, or a list or watch of that one name), service-account tokens for them,
   Services, Endpoints and EndpointSlices, and writing Events. NodeRestriction's rule for pods holds:
   a node creates only mirror pods, bound to itself;
-- nothing else yet: RBAC for other identities is not served.
+- then RBAC (:mod:`cores.controlplane.rbac`), for everyone.
 
 Refusals carry kube-apiserver's wording, with the reason the Node authorizer gives.
 """

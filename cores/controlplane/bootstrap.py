@@ -1,4 +1,5 @@
-"""Objects every cluster has from its first start: the system namespaces and the ``kubernetes`` Service."""
+"""Objects every cluster has from its first start: the system namespaces, the ``kubernetes`` Service,
+and RBAC's default roles and bindings."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 
 from cores.common.config import Config
 from cores.controlplane import errors
+from cores.controlplane import rbac
 from cores.controlplane.api import Api
 
 log = logging.getLogger("kubeedge.controlplane")
@@ -14,8 +16,8 @@ log = logging.getLogger("kubeedge.controlplane")
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "kubeedge")
 
 
-async def _ensure(api: Api, plural: str, namespace: str | None, body: dict) -> None:
-    resource = api.registry.get("", "v1", plural)
+async def _ensure(api: Api, plural: str, namespace: str | None, body: dict, group: str = "") -> None:
+    resource = api.registry.get(group, "v1", plural)
     assert resource is not None
     try:
         await api.create(resource, namespace, body)
@@ -40,3 +42,5 @@ async def bootstrap_objects(api: Api, config: Config) -> None:
         "subsets": [{"addresses": [{"ip": config.server.advertiseAddress}],
                      "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
     })
+    for plural, obj in rbac.bootstrap_objects():
+        await _ensure(api, plural, None, obj, rbac.GROUP)

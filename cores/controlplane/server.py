@@ -35,7 +35,7 @@ from cores.common import kubeproto as protobuf
 from cores.common.config import Config
 from cores.common.selectors import selector_fields
 from cores.controlplane import (authz, controllers, discovery, errors, metrics, openapi, openapi_v2proto, pki, podstreams, protoencode,
-                                serviceaccounts, views)
+                                rbac, serviceaccounts, views)
 from cores.controlplane.api import Api, check_definition, parse_json_body, parse_resource_version, selector_matcher
 from cores.controlplane.bootstrap import bootstrap_objects
 from cores.controlplane.limits import MAX_RESOURCE_VERSION, ServerLimits
@@ -113,6 +113,7 @@ class ApiServer:
                                                  str(kubelet_client.get("caFile") or ""))
         self.metrics = metrics.Metrics(self._node_summary)
         self.node_authorizer = authz.NodeAuthorizer(self._pods_of)
+        self.rbac = rbac.Rbac(self.api, self.registry)
 
     # application --------------------------------------------------------------------------
     def application(self) -> web.Application:
@@ -202,24 +203,39 @@ class ApiServer:
             target.resource.plural if target else "", target.subresource if target else "",
             (target.namespace or "") if target else "", target.name if target else "",
             request.query.get("fieldSelector", "") if target else "")
-        if target is not None and target.resource.plural == "selfsubjectreviews" and verb == "create":
-            return  # system:basic-user: anyone authenticated may ask who they are
-        if authz.is_discovery(attributes):
-            return
-        reason = ""
-        node = authz.node_name(user.name, user.groups)
-        if node:
-            async def body() -> Any:
-                return await self._object_body(request)
 
-            decided = await self.node_authorizer.decide(node, attributes, body)
-            if decided is None:
-                return
-            reason = decided
+        async def body() -> Any:
+            return await self._object_body(request)
+
+        allowed, reason = await self.decide(attributes, body)
+        if allowed:
+            return
         denied = authz.Denied(attributes, reason)
         if target is None:
             raise errors.forbidden(str(denied))
         raise errors.forbidden(str(denied), target.resource.group, target.resource.plural, target.name)
+
+    async def decide(self, attributes: authz.Request, body: authz.BodyOf | None = None) -> tuple[bool, str]:
+        """(allowed, reason) for a request's attributes, as the chain decides (also SubjectAccessReviews')."""
+        if pki.ADMIN_GROUP in attributes.groups:
+            return True, ""
+        if attributes.resource in ("selfsubjectreviews", "selfsubjectaccessreviews") and attributes.verb == "create":
+            return True, ""  # system:basic-user: anyone authenticated may ask who they are and what they may do
+        if authz.is_discovery(attributes):
+            return True, ""
+        reason = ""
+        node = authz.node_name(attributes.user, attributes.groups)
+        if node:
+            async def nobody() -> Any:
+                return {}
+
+            decided = await self.node_authorizer.decide(node, attributes, body or nobody)
+            if decided is None:
+                return True, ""
+            reason = decided
+        if await self.rbac.allows(attributes):
+            return True, ""
+        return False, reason
 
     async def _impersonated(self, request: web.Request, user: User) -> User:
         """``Impersonate-User`` (and ``-Group``, ``-Uid``, ``-Extra-*``): only ``system:masters`` may."""
@@ -357,6 +373,8 @@ class ApiServer:
                 return respond(await serviceaccounts.create_token(self.api, self.signer, namespace or "", name, body), 201)
             if resource.group == "authentication.k8s.io":
                 return respond(await self._review(request, resource, body), 201)
+            if resource.group == "authorization.k8s.io":
+                return respond(await self._access_review(request, resource, body), 201)
             if name or sub:
                 raise errors.method_not_allowed("POST", request.path)
             warnings = views.check_fields(resource, body, query, await self._crds_for(resource))
@@ -442,6 +460,33 @@ class ApiServer:
         found = await self.authenticate_token(token) if token else None
         identity = None if found is None else serviceaccounts.Identity(found.name, found.uid, found.groups, found.extra)
         return serviceaccounts.token_review(version, body, identity, list(serviceaccounts.API_AUDIENCES))
+
+    async def _access_review(self, request: web.Request, resource: ResourceType, body: Any) -> dict[str, Any]:
+        """A SubjectAccessReview (or the requester's own SelfSubjectAccessReview): the chain's decision."""
+        check_definition(f"io.k8s.api.authorization.v1.{resource.kind}", body)
+        spec = dict(body.get("spec") or {}) if isinstance(body, dict) else {}
+        if resource.plural == "selfsubjectaccessreviews":
+            user: User = request["user"]
+            name, groups = user.name, user.groups
+        else:
+            name, groups = str(spec.get("user") or ""), tuple(str(g) for g in spec.get("groups") or ())
+            if not name and not groups:
+                raise errors.ApiError(422, "Invalid", f'{resource.kind}.authorization.k8s.io "" is invalid: spec.user: '
+                                                      f'Invalid value: "": at least one of user or group must be specified')
+        attrs = spec.get("resourceAttributes") or {}
+        plain = spec.get("nonResourceAttributes") or {}
+        if attrs:
+            attributes = authz.Request(name, groups, str(attrs.get("verb") or ""), "", str(attrs.get("group") or ""),
+                                       str(attrs.get("resource") or ""), str(attrs.get("subresource") or ""),
+                                       str(attrs.get("namespace") or ""), str(attrs.get("name") or ""))
+        else:
+            attributes = authz.Request(name, groups, str(plain.get("verb") or ""), str(plain.get("path") or ""))
+        allowed, reason = await self.decide(attributes)
+        status: dict[str, Any] = {"allowed": allowed}
+        if reason:
+            status["reason"] = reason
+        return {"kind": resource.kind, "apiVersion": "authorization.k8s.io/v1",
+                "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}
 
     async def _list(self, request: web.Request, resource: ResourceType, namespace: str | None) -> web.Response:
         query = request.query

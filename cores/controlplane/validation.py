@@ -115,6 +115,8 @@ def type_invalid(field: str, value: Any, detail: str) -> Cause:
 KIND_GROUPS = {
     "Deployment": "apps", "ReplicaSet": "apps", "DaemonSet": "apps", "StatefulSet": "apps",
     "Lease": "coordination.k8s.io", "CustomResourceDefinition": "apiextensions.k8s.io",
+    "Role": "rbac.authorization.k8s.io", "RoleBinding": "rbac.authorization.k8s.io",
+    "ClusterRole": "rbac.authorization.k8s.io", "ClusterRoleBinding": "rbac.authorization.k8s.io",
 }
 
 
@@ -181,9 +183,18 @@ def is_dns1035_label(value: str) -> list[str]:
     return errors
 
 
+def is_path_segment_name(value: str) -> list[str]:
+    """apimachinery's ValidatePathSegmentName, RBAC's name rule ("system:basic-user" is valid)."""
+    if value in (".", ".."):
+        return [f"may not be '{value}'"]
+    return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
+
+
 _NAME_RULES: dict[str, Callable[[str], list[str]]] = {
     "Namespace": is_dns1123_label,
     "Service": is_dns1035_label,
+    "Role": is_path_segment_name, "RoleBinding": is_path_segment_name,
+    "ClusterRole": is_path_segment_name, "ClusterRoleBinding": is_path_segment_name,
 }
 
 CLUSTER_SCOPED_KINDS = frozenset({
