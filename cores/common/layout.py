@@ -46,6 +46,17 @@ class Layout:
         }
 
 
+def metaserver_serving_paths(meta_server: Any) -> dict[str, Path]:
+    """Where MetaServer keeps its HTTPS files (``requireAuthorization``): its own CA beside
+    ``tlsCaFile``, and its serving certificate beside ``tlsCertFile`` (those two name the node's
+    link certificate, a client certificate that cannot serve). Edged puts the CA in every pod's
+    ``ca.crt``, so in-cluster clients at the edge trust MetaServer."""
+    ca_dir = Path(str(meta_server.get("tlsCaFile") or "/etc/kubeedge/ca/rootCA.crt")).parent
+    cert_dir = Path(str(meta_server.get("tlsCertFile") or "/etc/kubeedge/certs/server.crt")).parent
+    return {"ca": ca_dir / "metaserver-ca.crt", "ca_key": ca_dir / "metaserver-ca.key",
+            "cert": cert_dir / "metaserver.crt", "key": cert_dir / "metaserver.key"}
+
+
 def cloudcore_document(layout: Layout, *, kubeconfig: Path, advertise_address: str,
                        websocket_port: int = 10000, https_port: int = 10002, bind_address: str = "0.0.0.0",
                        tunnel_port: int = 10004, stream_port: int = 10003, stream_ca: Path | None = None,

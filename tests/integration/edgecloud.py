@@ -74,7 +74,8 @@ def start_cloud(base: Path, plane: ControlPlane, *, modules: dict[str, dict[str,
 def start_edge(base: Path, cloud: Cloud, node_name: str, token: str, *, runtime_endpoint: str = "unix:///nonexistent.sock",
                wait_connected: bool = True, websocket_port: int | None = None, heartbeat: int = 2,
                edged: bool = True, hollow: bool = False, modules: dict[str, dict[str, object]] | None = None,
-               cloud_host: str = "127.0.0.1", node_ip: str = "127.0.0.1") -> Core:
+               cloud_host: str = "127.0.0.1", node_ip: str = "127.0.0.1",
+               feature_gates: dict[str, bool] | None = None) -> Core:
     """An EdgeCore joined to ``cloud``. ``modules`` overrides module settings; by default EventBus
     (on, as upstream) points at a port nobody listens on, so edges never share a broker by chance."""
     layout = layouts.Layout(base / "etc", base / "var", base / "log")
@@ -91,7 +92,12 @@ def start_edge(base: Path, cloud: Cloud, node_name: str, token: str, *, runtime_
     document["modules"]["edged"]["enable"] = edged
     document["modules"]["eventBus"]["mqttServerExternal"] = f"tcp://127.0.0.1:{free_port()}"
     for module, settings in (modules or {}).items():
-        document["modules"][module].update(settings)
+        for key, value in settings.items():  # a nested section is merged, so its other defaults stay
+            current = document["modules"][module].get(key)
+            document["modules"][module][key] = {**current, **value} if isinstance(current, dict) and isinstance(value, dict) \
+                else value
+    if feature_gates:
+        document["featureGates"] = {**(document.get("featureGates") or {}), **feature_gates}
     config = layouts.write(layout.edgecore_config, document)
     spec = _spec("edgecore", layout, config)
     if hollow:

@@ -34,6 +34,7 @@ from typing import Any
 
 from cores.beehive import Context
 from cores.common.config import Config, host_address
+from cores.common.layout import metaserver_serving_paths
 from cores.edge.edged import node as nodes
 from cores.edge.edged import static
 from cores.edge.edged.pods import PodManager
@@ -88,6 +89,15 @@ class Edged:
         hub = config.modules.edgeHub
         self.tls_files = (str(hub.tlsCaFile), str(hub.tlsCertFile), str(hub.tlsPrivateKeyFile))
         self.kubelet_server: Any = None
+        # MetaServer on: pods' in-cluster clients reach it (upstream: KUBERNETES_SERVICE_HOST of edge pods)
+        meta_server = (config.modules.get("metaManager") or {}).get("metaServer") or {}
+        self.api_service: tuple[str, int] | None = None
+        self.api_ca_file = ""
+        if meta_server.get("enable"):
+            host, _, port = str(meta_server.get("server") or "127.0.0.1:10550").rpartition(":")
+            self.api_service = (host or "127.0.0.1", int(port or 10550))
+            if (config.get("featureGates") or {}).get("requireAuthorization"):
+                self.api_ca_file = str(metaserver_serving_paths(meta_server)["ca"])
         self.pods: PodManager | None = None
         self.cri: Any = None
 
@@ -98,7 +108,8 @@ class Edged:
         self.requests = CloudRequests(ctx, source="edged", timeout=REQUEST_TIMEOUT)
         self.cri = CriClient(self.endpoint, timeout=REQUEST_TIMEOUT)
         self.pods = PodManager(self.requests, self.cri, node_name=self.node_name, node_ip=self.node_ip,
-                               root_directory=self.root_directory, logs_root=self.logs_root, report_events=self.report_events)
+                               root_directory=self.root_directory, logs_root=self.logs_root, report_events=self.report_events,
+                               api_service=self.api_service, api_ca_file=self.api_ca_file)
         tasks = [asyncio.create_task(self._presence()), asyncio.create_task(self._serve_kubelet(), name="edged-server")]
         if self.static_pod_path:
             tasks.append(asyncio.create_task(self._static_pods(), name="edged-static-pods"))

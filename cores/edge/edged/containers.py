@@ -74,7 +74,7 @@ class ContainerStarter:
 
     async def _config(self, pod: Mapping[str, Any], spec: Mapping[str, Any], attempt: int, sandbox: Sandbox,
                       lookup: podspec.Lookup, volume_paths: Mapping[str, Path]) -> api.ContainerConfig:
-        env = podspec.environment(pod, spec, lookup, self.host.node_ip, sandbox.pod_ip)
+        env = podspec.environment(pod, spec, lookup, self.host.node_ip, sandbox.pod_ip, self.host.api_service)
         mounts = volumes.mounts(spec, pod, volume_paths)
         message_mount = await termination.mount(self.pod_dir, spec, attempt, mounts)
         if message_mount is not None:

@@ -30,6 +30,7 @@ class PodHost(Protocol):
     node_ip: str
     root_directory: str         # kubelet's root: pods/<uid>/ holds volumes and termination message files
     logs_root: str              # podLogsDir: the pods' log directories
+    api_service: tuple[str, int] | None  # where in-cluster clients find the API (MetaServer), None when off
 
     def pod_labels(self, uid: str) -> dict[str, str]:
         """The CRI labels of what this node made for pod ``uid`` (other nodes may share the containerd)."""

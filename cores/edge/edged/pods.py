@@ -67,7 +67,10 @@ def held_for_upgrade(pod: dict[str, Any]) -> bool:
 
 class PodManager:
     def __init__(self, requests: CloudRequests, cri: CriClient, *, node_name: str, node_ip: str, root_directory: str,
-                 logs_root: str, report_events: bool = False) -> None:
+                 logs_root: str, report_events: bool = False, api_service: tuple[str, int] | None = None,
+                 api_ca_file: str = "") -> None:
+        self.api_service = api_service  # MetaServer's address: the pods' KUBERNETES_SERVICE_HOST and _PORT
+        self.api_ca_file = api_ca_file  # MetaServer's CA (HTTPS): added to kube-root-ca.crt's ca.crt for pods
         self.requests = requests
         self.events = EventRecorder(requests, node_name, report_events)
         self.cri = cri
@@ -339,8 +342,22 @@ class PodManager:
                 obj = await self._query(key)
                 if obj is not None:
                     self.objects[key] = obj
-            found[(kind, name)] = self.objects.get(key)
+            found[(kind, name)] = self._with_api_ca(kind, name, self.objects.get(key))
         return found
+
+    def _with_api_ca(self, kind: str, name: str, obj: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``kube-root-ca.crt`` as pods here see it: the cluster's CA and MetaServer's, which their
+        in-cluster clients reach (the service-account volume's ``ca.crt`` comes from it)."""
+        if kind != "configmap" or name != "kube-root-ca.crt" or obj is None or not self.api_ca_file:
+            return obj
+        try:
+            extra = Path(self.api_ca_file).read_text()
+        except OSError:
+            return obj
+        data = dict(obj.get("data") or {})
+        if extra.strip() and extra.strip() not in str(data.get("ca.crt") or ""):
+            data["ca.crt"] = str(data.get("ca.crt") or "").rstrip("\n") + "\n" + extra
+        return {**obj, "data": data}
 
     # -- projected service account tokens --------------------------------------------------------
     async def service_account_tokens(self, pod: dict[str, Any], wake: Callable[[], None]

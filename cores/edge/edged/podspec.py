@@ -220,9 +220,17 @@ def _referenced(lookup: Lookup, kind: str, ref: Mapping[str, Any]) -> dict[str, 
     return object_data(kind, obj)
 
 
-def environment(pod: Mapping[str, Any], container: Mapping[str, Any], lookup: Lookup, host_ip: str, pod_ip: str) -> list[tuple[str, str]]:
-    """The container's env as kubelet builds it: envFrom first, then env, $(VAR) expanded."""
+def environment(pod: Mapping[str, Any], container: Mapping[str, Any], lookup: Lookup, host_ip: str, pod_ip: str,
+                api_service: tuple[str, int] | None = None) -> list[tuple[str, str]]:
+    """The container's env as kubelet builds it: the API service's variables (here MetaServer's
+    address, so in-cluster clients at the edge reach it), envFrom, then env, $(VAR) expanded."""
     values: dict[str, str] = {}
+    if api_service is not None:
+        host, port = api_service
+        values.update({"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": str(port),
+                       "KUBERNETES_SERVICE_PORT_HTTPS": str(port), "KUBERNETES_PORT": f"tcp://{host}:{port}",
+                       f"KUBERNETES_PORT_{port}_TCP": f"tcp://{host}:{port}", f"KUBERNETES_PORT_{port}_TCP_PROTO": "tcp",
+                       f"KUBERNETES_PORT_{port}_TCP_PORT": str(port), f"KUBERNETES_PORT_{port}_TCP_ADDR": host})
     for source in container.get("envFrom") or []:
         prefix = str(source.get("prefix") or "")
         for kind, key in (("configmap", "configMapRef"), ("secret", "secretRef")):

@@ -70,10 +70,17 @@ class MetaManager:
             edged = self.config.modules.get("edged") or {}
             runtime = str((edged.get("tailoredKubeletConfig") or {}).get("containerRuntimeEndpoint") or "") \
                 if edged.get("enable") else ""
-            self.metaserver = MetaServer(str(server.get("server") or "127.0.0.1:10550"), self._db, self.store,
-                                         runtime or None, self._unhold if runtime else None,
-                                         str(edged.get("hostnameOverride") or ""), self._ask_cloud,
-                                         self._apply_in_cloud)
+            address = str(server.get("server") or "127.0.0.1:10550")
+            node = str(edged.get("hostnameOverride") or "")
+            auth = context = None
+            if (self.config.get("featureGates") or {}).get("requireAuthorization"):
+                from cores.edge.metamanager.metaauth import MetaAuth
+                from cores.edge.metamanager.metatls import serving_context
+
+                auth = MetaAuth(self._apply_in_cloud, node)
+                context, _ = serving_context(server, address.rpartition(":")[0] or "127.0.0.1")
+            self.metaserver = MetaServer(address, self._db, self.store, runtime or None, self._unhold if runtime else None,
+                                         node, self._ask_cloud, self._apply_in_cloud, auth=auth, ssl_context=context)
             await self.metaserver.start()
         while True:
             message = await ctx.receive(self.name)

@@ -170,7 +170,10 @@ class MetaServer:
     def __init__(self, address: str, db: Callable[..., Awaitable[Any]], store: MetaStore,
                  runtime_endpoint: str | None = None, unhold: Callable[[str, str], None] | None = None,
                  node_name: str = "", ask_cloud: Callable[[str], Awaitable[Any]] | None = None,
-                 apply_in_cloud: Callable[[Application, float], Awaitable[Application]] | None = None) -> None:
+                 apply_in_cloud: Callable[[Application, float], Awaitable[Application]] | None = None,
+                 auth: Any = None, ssl_context: Any = None) -> None:
+        self.auth = auth              # a MetaAuth with requireAuthorization: tokens and RBAC, from the cloud
+        self.ssl_context = ssl_context
         self.ask_cloud = ask_cloud  # a query through the link (None: the cloud is not asked, e.g. offline)
         self.apply_in_cloud = apply_in_cloud  # an Application to the cloud's DynamicController
         self._lists_local_until = 0.0  # the cloud did not answer a list: lists stay local until then
@@ -185,8 +188,10 @@ class MetaServer:
         self._connections: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._connection, self.host, self.port)
-        log.info("metaserver listening on http://%s:%d (get, list and watch from the edge store)", self.host, self.port)
+        self._server = await asyncio.start_server(self._connection, self.host, self.port, ssl=self.ssl_context)
+        scheme = "https" if self.ssl_context is not None else "http"
+        log.info("metaserver listening on %s://%s:%d%s", scheme, self.host, self.port,
+                 " (service-account tokens and RBAC, from the cloud)" if self.auth is not None else "")
 
     async def stop(self) -> None:
         """Stop listening and end every connection, watches included (their clients resume elsewhere)."""
@@ -325,6 +330,8 @@ class MetaServer:
             path, _, raw_query = target.partition("?")
             query = urllib.parse.parse_qs(raw_query, keep_blank_values=True)
             parts = [urllib.parse.unquote(p) for p in path.split("/") if p]
+            if self.auth is not None:
+                await self._check_access(method, path, parts, query, headers)
             if method in ("GET", "POST") and len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"] \
                     and parts[4] == "pods" and parts[6] == "exec":
                 return await self._exec(method, parts[3], parts[5], raw_query, raw_headers or [])
@@ -347,6 +354,22 @@ class MetaServer:
         except Exception:  # noqa: BLE001 - a bug answers this request with a 500; the server goes on
             log.exception("metaserver: %s %s failed", method, target[:200])
             return Answer(500, status(500, "InternalError", "an internal error occurred"))
+
+    # -- requireAuthorization ------------------------------------------------------------------
+    async def _check_access(self, method: str, path: str, parts: list[str], query: dict[str, list[str]],
+                            headers: dict[str, str]) -> None:
+        """401 without a token the cloud accepts, 403 for what RBAC does not allow (kube-apiserver's bodies)."""
+        from cores.edge.metamanager.metaauth import Attributes
+
+        header = headers.get("authorization", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        identity, why = await self.auth.authenticate(token) if token else (None, "Unauthorized")
+        if identity is None:
+            raise Refusal(401, "Unauthorized", why)
+        attributes = _attributes(method, "/" + "/".join(parts), parts, query) or Attributes(method.lower(), path)
+        allowed, reason = await self.auth.authorize(identity, attributes)
+        if not allowed:
+            raise Refusal(403, "Forbidden", attributes.describe(identity.name) + (f": {reason}" if reason else ""))
 
     # -- pods/restart (upstream's extension: keadm ctl restart pod) ------------------------------
     async def _restart(self, namespace: str, body: bytes) -> Answer:
@@ -1037,3 +1060,26 @@ def _cloud_version(stored: str) -> Any:
         return None
     metadata = obj.get("metadata") if isinstance(obj, dict) else None
     return metadata.get("resourceVersion") if isinstance(metadata, dict) else None
+
+
+def _attributes(method: str, path: str, parts: list[str], query: dict[str, list[str]]) -> Any:
+    """A request's authorization attributes, as kube-apiserver's RequestInfo makes them (None for a
+    path that names no resource)."""
+    from cores.edge.metamanager.metaauth import Attributes
+
+    if parts in (["api", "v1", "pods", "unhold-upgrade"], ["api", "v1", "nodes", "unhold-upgrade"]):
+        return Attributes("create", path, "", "v1", parts[2], "unhold-upgrade")
+    if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4:] == ["pods", "restart"]:
+        return Attributes("create", path, "", "v1", "pods", "restart", parts[3])
+    found = _resource_path(parts)
+    if found is None:
+        return None
+    group, version, namespace, plural, name, subresource = found
+    if method in ("GET", "HEAD"):
+        watching = _one(query, "watch") in ("true", "1")
+        verb = "get" if name else ("watch" if watching else "list")
+        if subresource == "exec":
+            verb = "create"  # kubectl's exec is a POST, client-go's upgrade a GET: both create pods/exec
+    else:
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method) or ("delete" if name else "deletecollection")
+    return Attributes(verb, path, group, version, plural, subresource, namespace or "", name)
