@@ -209,10 +209,15 @@ def build_key(group: str, version: str, resource: str, namespace: str | None, na
 
 
 def is_discovery(key: str, verb: str) -> bool:
-    """Upstream's ``IsPassThroughPath``: a get of a discovery path."""
+    """Upstream's ``IsPassThroughPath``: a get of a discovery path; and the OpenAPI v3 documents of
+    each group version (``/openapi/v3/apis/apps/v1``), which kubectl validates with."""
     if verb != "get":
         return False
     if key in DISCOVERY_PATHS:
+        return True
+    if key.startswith("/openapi/v3/") and len(key) <= 256 and all(part and part not in (".", "..") and part.isprintable()
+                                                                  and not any(c in part for c in "?#%\\")
+                                                                  for part in key.split("/")[1:]):
         return True
     parts = key.split("/")
     return (len(parts) == 3 and parts[1] == "api") or (len(parts) in (3, 4) and parts[1] == "apis")

@@ -319,6 +319,14 @@ def test_writes_go_to_the_cloud_as_the_node(site: Site) -> None:
     assert site.cloud_kubectl("get", "node", site.node, "-o", "jsonpath={.metadata.labels.meta-written}") == stamp
     annotated = site.edge_kubectl("kubectl", "annotate", "node", site.node, f"meta/at={stamp}", "--overwrite")
     assert annotated.returncode == 0, annotated.stderr
+    # kubectl apply validates against the cloud's OpenAPI (passed through), then patches as the node
+    applied = subprocess.run(site.edge_argv("kubectl", "apply", "-f", "-"), input=json.dumps({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": site.node, "labels": {"meta-applied": stamp}}}),
+        capture_output=True, text=True, timeout=scaled(30), check=False, env={**os.environ, "KUBECONFIG": "/nonexistent"})
+    assert applied.returncode == 0, applied.stderr
+    assert site.cloud_kubectl("get", "node", site.node, "-o", "jsonpath={.metadata.labels.meta-applied}") == stamp
+    resources = site.edge_kubectl("kubectl", "api-resources", "--api-group=apps", "-o", "name")
+    assert "deployments.apps" in resources.stdout.split(), resources.stderr  # the cloud's discovery, passed through
     made = site.edge_kubectl("kubectl", "create", "configmap", f"from-edge-{stamp}", "-n", "default", "--from-literal=a=b")
     assert made.returncode == 1 and "is forbidden" in made.stderr and "cannot create" in made.stderr, made.stderr
     other = f"other-{stamp}"

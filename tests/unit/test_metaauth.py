@@ -31,6 +31,9 @@ class Cloud:
         if self.offline:
             raise not_connected()
         body = app.body_json()
+        if body is None:  # a discovery read: not this cloud's business here
+            app.status = application.REJECTED
+            return app
         self.reviews.append(body["kind"])
         if body["kind"] == "TokenReview":
             ok = body["spec"]["token"] == GOOD

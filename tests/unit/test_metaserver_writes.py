@@ -124,6 +124,18 @@ def test_an_update_of_what_the_store_served_carries_the_clouds_version(server: R
     assert status == 200 and cloud.seen[-1].body_json()["metadata"]["resourceVersion"] == "12345"
 
 
+def test_discovery_passes_through_and_is_kept_for_offline(server: Running, cloud: Cloud) -> None:
+    cloud.answers["get"] = {"kind": "APIResourceList", "groupVersion": "apps/v1", "resources": [{"name": "deployments"}]}
+    status, body = server.request("GET", "/apis/apps/v1")
+    assert status == 200 and body["resources"][0]["name"] == "deployments" and cloud.seen[-1].key == "/apis/apps/v1"
+    cloud.offline = True
+    status, body = server.request("GET", "/apis/apps/v1")
+    assert status == 200 and body["resources"][0]["name"] == "deployments"  # the copy kept
+    status, body = server.request("GET", "/api/v1")  # never fetched: the built-in list of what the edge stores
+    assert status == 200 and any(r["name"] == "pods" for r in body["resources"])
+    assert server.request("GET", "/openapi/v2", headers={"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})[0] == 406
+
+
 def test_offline_writes_are_503_with_the_reason(server: Running, cloud: Cloud) -> None:
     cloud.offline = True
     status, body = server.request("POST", "/api/v1/namespaces/default/configmaps", body=json.dumps(configmap("x")).encode())

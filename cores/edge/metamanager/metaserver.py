@@ -343,6 +343,8 @@ class MetaServer:
                 return await self._write(method, parts, query, headers, body)
             if method != "GET":
                 raise Refusal(405, "MethodNotAllowed", f"{method} is not a Kubernetes API method")
+            if _is_passthrough(path, parts):
+                return await self._passthrough(path, parts, headers)
             discovered = self._discovery(parts)
             if discovered is not None:
                 return Answer(200, discovered)
@@ -723,6 +725,40 @@ class MetaServer:
             raise
 
     # -- discovery -----------------------------------------------------------------------------
+    async def _passthrough(self, path: str, parts: list[str], headers: dict[str, str]) -> Answer:
+        """Discovery and OpenAPI, as upstream passes them through: the cloud's answer (kept for when
+        it is away), else the last one kept, else what this MetaServer serves itself."""
+        if path == "/openapi/v2" and "protobuf" in headers.get("accept", "") and "json" not in headers.get("accept", ""):
+            raise Refusal(406, "NotAcceptable", "only the JSON form of /openapi/v2 is served at the edge")
+        key = f"null/passthrough{path}"
+        loop = asyncio.get_running_loop()
+        if self.apply_in_cloud is not None and loop.time() >= self._lists_local_until:
+            from cores.link.status import RequestTimeout, StatusError
+
+            try:
+                answer = await self.apply_in_cloud(Application(path, "get", self.node_name, option=b"{}"), LIST_TIMEOUT)
+            except RequestTimeout:
+                self._lists_local_until = loop.time() + LIST_LOCAL_SECONDS
+                answer = None
+            except StatusError:
+                answer = None
+            if answer is not None and answer.status == application.APPROVED and answer.resp_body:
+                try:
+                    document = json.loads(answer.resp_body)
+                except ValueError:
+                    document = None
+                if isinstance(document, dict):
+                    await self._db(self.store.put, key, "passthrough", answer.resp_body.decode())
+                    return Answer(200, answer.resp_body)
+        kept = await self._db(self.store.get, key)
+        if kept is not None:
+            return Answer(200, kept.encode())
+        discovered = self._discovery(parts)
+        if discovered is not None:
+            return Answer(200, discovered)
+        raise Refusal(404, "NotFound", "the server could not find the requested resource (the cloud is not reachable, "
+                                       "and this edge has no copy)")
+
     def _discovery(self, parts: list[str]) -> Any:
         if parts in (["healthz"], ["livez"], ["readyz"]):
             return b"ok"
@@ -1083,3 +1119,10 @@ def _attributes(method: str, path: str, parts: list[str], query: dict[str, list[
     else:
         verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method) or ("delete" if name else "deletecollection")
     return Attributes(verb, path, group, version, plural, subresource, namespace or "", name)
+
+
+def _is_passthrough(path: str, parts: list[str]) -> bool:
+    """Discovery and OpenAPI paths (upstream's pass-through list, and OpenAPI v3's documents)."""
+    if path in ("/api", "/apis", "/version", "/openapi/v2", "/openapi/v3") or path.startswith("/openapi/v3/"):
+        return application.is_discovery(path, "get")
+    return (parts[:1] == ["api"] and len(parts) == 2) or (parts[:1] == ["apis"] and len(parts) in (2, 3))

@@ -27,7 +27,7 @@ from typing import Any
 
 EVENT_LOG_LIMIT = 10_000
 COMPACT_EVERY = 256
-UNWATCHED_TYPES = frozenset({"serviceaccounttoken"})  # tokens are kept for pods, never served
+UNWATCHED_TYPES = frozenset({"serviceaccounttoken", "passthrough"})  # tokens are kept for pods; discovery is cached
 
 
 @dataclasses.dataclass(frozen=True)
