@@ -171,6 +171,24 @@ def restart_pod(names: tuple[str, ...], namespace: str, config_path: str) -> Non
         sys.exit(1)
 
 
+@ctl.command(help="""Confirm a node upgrade that waits for it (a NodeUpgradeJob with requireConfirmation).
+
+This EdgeCore runs no upgrade jobs yet, so MetaServer answers, as upstream's does when none waits,
+that there are no valid upgrade tasks to execute (exit 1).
+Example:
+  keadm ctl confirm
+""")
+@config_option
+def confirm(config_path: str) -> None:
+    from cores.install.ctl import CtlError
+
+    try:
+        _ctl(config_path).confirm()
+    except CtlError as error:
+        raise _fail(error) from None
+    click.echo("node upgrade confirmed")
+
+
 @ctl.command("unhold-upgrade", help="""Let pods held by the annotation edge.kubeedge.io/hold-upgrade: "true" start.
 
 

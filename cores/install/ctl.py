@@ -40,15 +40,33 @@ def kind_of(resource: str) -> str:
 
 
 class MetaServerClient:
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, tls: tuple[str, str, str] | None = None) -> None:
+        """``tls``: (MetaServer's CA, the node's certificate, its key) with ``requireAuthorization``,
+        where MetaServer speaks HTTPS and knows the node by its certificate, as upstream's keadm ctl."""
         host, _, port = address.rpartition(":")
         self.host, self.port = host or "127.0.0.1", int(port or 10550)
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.tls is None:
+            return http.client.HTTPConnection(self.host, self.port, timeout=REQUEST_TIMEOUT)
+        import ssl
+
+        ca, cert, key = self.tls
+        context = ssl.create_default_context(cafile=ca)
+        try:
+            context.load_cert_chain(cert, key)
+        except OSError as error:
+            raise CtlError(f"cannot read the node's certificate {cert} ({error}): keadm ctl runs as root on a joined "
+                           "node") from None
+        return http.client.HTTPSConnection(self.host, self.port, timeout=REQUEST_TIMEOUT, context=context)
 
     def get(self, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
         return self.call("GET", path + ("?" + urllib.parse.urlencode(query) if query else ""))
 
     def call(self, method: str, target: str, body: Any = None, raw: str | None = None) -> dict[str, Any]:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=REQUEST_TIMEOUT)
+        connection = self._connection()
         payload = raw.encode() if raw is not None else None if body is None else json.dumps(body).encode()
         try:
             connection.request(method, target, body=payload, headers={
@@ -56,7 +74,7 @@ class MetaServerClient:
             response = connection.getresponse()
             body = response.read(64 * 1024 * 1024)
         except (OSError, http.client.HTTPException) as error:
-            raise CtlError(f"MetaServer does not answer at http://{self.host}:{self.port} ({error}): set "
+            raise CtlError(f"MetaServer does not answer at {self.scheme}://{self.host}:{self.port} ({error}): set "
                            "metaManager.metaServer.enable: true in edgecore.yaml and restart EdgeCore") from None
         finally:
             connection.close()
@@ -75,7 +93,13 @@ class Ctl:
     def __init__(self, site: EdgeSite) -> None:
         self.site = site
         server = site.config.modules.metaManager.get("metaServer") or {}
-        self.metaserver = MetaServerClient(str(server.get("server") or "127.0.0.1:10550"))
+        tls = None
+        if (site.config.get("featureGates") or {}).get("requireAuthorization"):
+            from cores.common.layout import metaserver_serving_paths
+
+            tls = (str(metaserver_serving_paths(server)["ca"]), str(server.get("tlsCertFile") or ""),
+                   str(server.get("tlsPrivateKeyFile") or ""))
+        self.metaserver = MetaServerClient(str(server.get("server") or "127.0.0.1:10550"), tls)
 
     def _path(self, kind: str, namespace: str | None, name: str = "") -> str:
         group, version, plural, _ = KINDS[kind]
@@ -130,6 +154,13 @@ class Ctl:
         answer = self.metaserver.call("POST", f"/api/v1/namespaces/{urllib.parse.quote(namespace, safe='')}/pods/restart",
                                       list(pods))
         return list(answer.get("LogMessages") or []), list(answer.get("errMessages") or [])
+
+    def confirm(self) -> None:
+        """Upstream's confirmation of a node upgrade waiting for it (NodeUpgradeJob requireConfirmation)."""
+        try:
+            self.metaserver.call("POST", "/api/v1/taskupgrade/confirm-upgrade")
+        except CtlError as error:
+            raise CtlError(f"failed to confirm node upgrade: {error}") from None
 
     def unhold_upgrade(self, resource: str, name: str, *, namespace: str) -> str:
         """Release pods held by ``edge.kubeedge.io/hold-upgrade``: one pod, or every one of this node."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cores.controlplane.launcher import ControlPlane
+from cores.controlplane.launcher import ControlPlane, keadm_argv
 from cores.runtime import BUSYBOX_IMAGE, Containerd
 from tests.integration.conftest import containerd, free_port  # noqa: F401 - the shared runtime fixture
 from tests.integration.edgecloud import start_cloud, start_edge
@@ -76,6 +76,15 @@ def test_an_in_cluster_kubectl_at_the_edge_is_held_to_rbac(controlplane: Control
                                     "--token=not-a-service-account-token", "get", "configmaps", "-n", namespace], capture_output=True, text=True,
                                    timeout=scaled(30), env={**os.environ, "KUBECONFIG": "/nonexistent"})
         assert anonymous.returncode == 1 and "asked for the client to provide credentials" in anonymous.stderr, anonymous.stderr  # 401
+        # keadm ctl as root: HTTPS with the node's own certificate, as upstream's
+        def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([*keadm_argv(), "ctl", *args, "--config", str(edge.config)], capture_output=True, text=True,
+                                  timeout=scaled(60), check=False)
+
+        listed = ctl("get", "pods", "-n", namespace)
+        assert listed.returncode == 0 and "lister" in listed.stdout, listed.stderr
+        confirmed = ctl("confirm")
+        assert confirmed.returncode == 1 and "there are no valid upgrade tasks to execute" in confirmed.stderr, confirmed
     finally:
         kubectl(controlplane, "delete", "namespace", namespace, "--wait=false", check=False)
         if edge is not None:

@@ -96,6 +96,7 @@ CLOUD_FIRST = frozenset({"configmap", "secret", "node", "lease"})
 # keep exact (and a stored pod is one this node runs after a restart: only a push may add it)
 LIST_CLOUD_FIRST = frozenset({"service", "endpoints", "node", "lease", "event"})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+NODE_CLIENT = "x-kubeedge-node-client"  # set by the server alone: the TLS client is this node
 WRITE_TIMEOUT = 10.0         # upstream's doApply
 LIST_TIMEOUT = 5.0           # a list waits this long for the cloud before the store answers
 LIST_LOCAL_SECONDS = 60.0    # after a list the cloud left unanswered, lists stay local this long
@@ -222,6 +223,9 @@ class MetaServer:
                 if request is None:
                     return
                 method, target, headers, raw_headers, body, too_large = request
+                headers.pop(NODE_CLIENT, None)  # only this server sets it, from the TLS session
+                if self.ssl_context is not None and self._is_node(writer.get_extra_info("peercert")):
+                    headers[NODE_CLIENT] = "1"
                 if too_large:
                     answer = Answer(413, status(413, "RequestEntityTooLarge", f"the request body is larger than {MAX_BODY} bytes"))
                 else:
@@ -339,6 +343,9 @@ class MetaServer:
                 return await self._restart(parts[3], body)
             if method == "POST" and parts in (["api", "v1", "pods", "unhold-upgrade"], ["api", "v1", "nodes", "unhold-upgrade"]):
                 return await self._unhold(parts[2], body)
+            if method == "POST" and parts == ["api", "v1", "taskupgrade", "confirm-upgrade"]:
+                # upstream's answer when no NodeUpgradeJob waits for confirmation: this EdgeCore runs none
+                raise Refusal(400, "BadRequest", "there are no valid upgrade tasks to execute")
             if method in WRITE_METHODS:
                 return await self._write(method, parts, query, headers, body)
             if method != "GET":
@@ -363,6 +370,8 @@ class MetaServer:
         """401 without a token the cloud accepts, 403 for what RBAC does not allow (kube-apiserver's bodies)."""
         from cores.edge.metamanager.metaauth import Attributes
 
+        if headers.get(NODE_CLIENT) == "1":
+            return  # the node's own certificate (keadm ctl as root): the node itself, as upstream trusts it
         header = headers.get("authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else ""
         identity, why = await self.auth.authenticate(token) if token else (None, "Unauthorized")
@@ -372,6 +381,13 @@ class MetaServer:
         allowed, reason = await self.auth.authorize(identity, attributes)
         if not allowed:
             raise Refusal(403, "Forbidden", attributes.describe(identity.name) + (f": {reason}" if reason else ""))
+
+    def _is_node(self, peer: Any) -> bool:
+        """A client certificate (chain verified by TLS against tlsCaFile) naming this node."""
+        if not peer or not self.node_name:
+            return False
+        subject = [value for rdn in peer.get("subject", ()) for key, value in rdn if key == "commonName"]
+        return subject == [f"system:node:{self.node_name}"]
 
     # -- pods/restart (upstream's extension: keadm ctl restart pod) ------------------------------
     async def _restart(self, namespace: str, body: bytes) -> Answer:

@@ -5,7 +5,8 @@ is a client certificate: TLS clients refuse it from a server. So MetaServer make
 a serving certificate for the addresses it answers on (its own, 127.0.0.1, upstream's dummy
 169.254.30.10, ``localhost`` and ``kubernetes.default.svc``), under the paths of
 :func:`cores.common.layout.metaserver_serving_paths`; keys are written 0600. A serving
-certificate that expires within 30 days, or does not name the address, is made again.
+certificate that expires within 30 days, or does not name the address, is made again. Clients
+may present the node's own certificate (verified against ``tlsCaFile``): that is the node itself.
 """
 
 from __future__ import annotations
@@ -76,6 +77,25 @@ def serving_context(meta_server: Any, host: str) -> tuple[ssl.SSLContext, Path]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(paths["cert"], paths["key"])
+    # A client certificate is optional: the node's own (its link certificate, signed by the CA in
+    # tlsCaFile) is how `keadm ctl` at the edge speaks, as upstream's does; pods use tokens.
+    # The CA may come later (EdgeHub fetches it when the node joins): it is loaded by the first
+    # handshake that finds it, before that handshake verifies anything.
+    node_ca = Path(str(meta_server.get("tlsCaFile") or ""))
+    loaded = False
+
+    def load_node_ca(*_: Any) -> None:
+        nonlocal loaded
+        if not loaded and node_ca.is_file():
+            try:
+                context.load_verify_locations(str(node_ca))
+                loaded = True
+            except (OSError, ssl.SSLError):
+                pass
+
+    load_node_ca()
+    context.verify_mode = ssl.CERT_OPTIONAL
+    context.sni_callback = load_node_ca
     return context, paths["ca"]
 
 
