@@ -15,9 +15,9 @@ cloud's pushes keep current (upstream's edge falls back to that too). The answer
 ``applicationResponse``: ``Approved`` with the API server's reply, or ``Rejected`` with its
 ``Status`` (403 for what the node may not do).
 
-Limits: at most :data:`PER_NODE` Applications of one node run at once and :data:`QUEUED_PER_NODE`
-wait (more get 429), so one busy edge never delays another; each call is bounded by the client's
-30 s timeout.
+Limits: answers up to :data:`MAX_ANSWER_BYTES` (413 past it); at most :data:`PER_NODE`
+Applications of one node run at once and :data:`QUEUED_PER_NODE` wait (more get 429), so one busy
+edge never delays another; each call is bounded by the client's 30 s timeout.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ log = logging.getLogger("kubeedge.dynamiccontroller")
 HUB = "cloudhub"
 PER_NODE = 4
 QUEUED_PER_NODE = 64
+# An answer travels base64 in one frame (8 MiB at most on the link): a larger one is refused with
+# the way out (a list's limit and continue), rather than a frame the edge would have to drop.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
 NODE_USER_PREFIX, NODES_GROUP = "system:node:", "system:nodes"
 LIST_OPTIONS = ("labelSelector", "fieldSelector", "resourceVersion", "resourceVersionMatch", "timeoutSeconds", "limit",
                 "continue", "allowWatchBookmarks", "sendInitialEvents")
@@ -130,6 +133,10 @@ class DynamicController:
         except KubeError as error:
             log.info("node %s: %s %s refused by the API server: %s", node, app.verb, app.key[:200], error)
             return self._rejected(app, error)
+        if answer is not None and len(answer) > MAX_ANSWER_BYTES:
+            return self._rejected(app, Refused(
+                413, "RequestEntityTooLarge", f"the answer is {len(answer)} bytes, more than the {MAX_ANSWER_BYTES} the link "
+                                              "carries: list with limit and continue"))
         app.status, app.resp_body = apps.APPROVED, answer
         log.debug("node %s: %s %s approved", node, app.verb, app.key[:200])
         return app.wire()
