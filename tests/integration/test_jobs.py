@@ -21,7 +21,7 @@ import pytest
 
 from cores.controlplane.launcher import ControlPlane, stop
 from cores.runtime import BUSYBOX_IMAGE, Containerd
-from tests.integration.conftest import containerd, start_controlplane  # noqa: F401 - the shared runtime fixture
+from tests.integration.conftest import start_controlplane
 from tests.integration.edgecloud import start_cloud, start_edge
 from tests.timeouts import scaled
 

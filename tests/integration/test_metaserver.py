@@ -22,7 +22,7 @@ import pytest
 
 from cores.controlplane.launcher import ControlPlane, keadm_argv
 from cores.runtime import BUSYBOX_IMAGE, Containerd
-from tests.integration.conftest import containerd, free_port  # noqa: F401 - the shared runtime fixture
+from tests.integration.conftest import free_port
 from tests.integration.edgecloud import Cloud, Core, start_cloud, start_edge
 from tests.integration.test_streams import KUBECTLS
 from tests.timeouts import scaled, wait_for

@@ -27,7 +27,6 @@ import pytest
 
 from cores.common import supervision
 from cores.runtime import BUSYBOX_IMAGE, Containerd, upstream
-from tests.integration.conftest import containerd  # noqa: F401 - the shared runtime fixture
 from tests.integration.edgecloud import start_cloud, start_edge
 from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.test_upstream_peers import exec_in, running_containers

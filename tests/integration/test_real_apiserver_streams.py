@@ -29,7 +29,7 @@ import pytest
 from cores.common import layout as layouts
 from cores.common import supervision
 from cores.runtime import BUSYBOX_IMAGE, Containerd, upstream
-from tests.integration.conftest import containerd, free_port  # noqa: F401 - the shared runtime fixture
+from tests.integration.conftest import free_port
 from tests.integration.edgecloud import Cloud, Core, _spec, start_edge
 from tests.integration.netns import NetworkNamespace, Unavailable
 from tests.integration.test_streams import KUBECTLS

@@ -22,7 +22,7 @@ import pytest
 
 from cores.controlplane.launcher import ControlPlane, stop
 from cores.runtime import BUSYBOX_IMAGE, Containerd
-from tests.integration.conftest import containerd, free_port, start_controlplane  # noqa: F401 - the shared runtime fixture
+from tests.integration.conftest import free_port, start_controlplane
 from tests.integration.edgecloud import Cloud, Core, start_cloud, start_edge
 from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.test_upstream_peers import running_containers

@@ -22,7 +22,7 @@ from cores.common import supervision
 from cores.controlplane.launcher import ControlPlane, stop
 from cores.runtime import Containerd, upstream
 from cores.runtime.mosquitto import Mosquitto, binary
-from tests.integration.conftest import containerd, free_port  # noqa: F401 - the shared runtime fixture
+from tests.integration.conftest import free_port
 from tests.integration.edgecloud import start_cloud, start_edge
 from tests.integration.test_devicecontroller import kubectl, manifests
 from tests.integration.test_devices_mqtt import App, device_rows, expected_in_twin, observed_desired, reported, wait_for

@@ -17,7 +17,7 @@ import pytest
 from cores.common import supervision
 from cores.controlplane.launcher import ControlPlane
 from cores.runtime import Containerd, upstream
-from tests.integration.conftest import containerd, free_port  # noqa: F401 - the shared runtime fixture
+from tests.integration.conftest import free_port
 from tests.integration.edgecloud import start_cloud, start_edge
 from tests.integration.test_upstream_peers import CLOUDCORE, EDGECORE, _quiet, kubectl, plane, run_cloudcore, wait  # noqa: F401
 from tests.timeouts import scaled

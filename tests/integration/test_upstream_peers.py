@@ -24,7 +24,7 @@ import pytest
 from cores.common import supervision
 from cores.controlplane.launcher import ControlPlane, stop
 from cores.runtime import BUSYBOX_IMAGE, Containerd, upstream
-from tests.integration.conftest import containerd, free_port, start_controlplane  # noqa: F401 - the shared runtime fixture
+from tests.integration.conftest import free_port, start_controlplane
 from tests.integration.edgecloud import start_edge
 from tests.timeouts import scaled
 

@@ -24,7 +24,7 @@ from cores.controlplane.launcher import ControlPlane, stop
 from tests.integration.edgecloud import start_edge
 from cores.runtime import Containerd, upstream
 from cores.runtime.mosquitto import Mosquitto, binary
-from tests.integration.conftest import containerd, free_port  # noqa: F401 - the shared runtime fixture
+from tests.integration.conftest import free_port
 from tests.integration.edgecloud import start_cloud
 from tests.integration.test_devicecontroller import kubectl
 from tests.integration.test_router import CloudApp, EdgeApp, Recorder, endpoint, rule, wait_for

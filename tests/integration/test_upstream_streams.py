@@ -24,7 +24,7 @@ from certs import x509 as certs
 from cores.common import supervision
 from cores.controlplane.launcher import stop
 from cores.runtime import BUSYBOX_IMAGE, Containerd, upstream
-from tests.integration.conftest import containerd, free_port, start_controlplane  # noqa: F401 - the shared runtime fixture
+from tests.integration.conftest import free_port, start_controlplane
 from tests.integration.edgecloud import Core, start_edge
 from tests.integration.test_streams import KUBECTLS, kubectl, run_kubectl, wait
 from tests.timeouts import scaled
