@@ -80,6 +80,9 @@ def cloudcore_document(layout: Layout, *, kubeconfig: Path, advertise_address: s
     # The DNAT to the stream server is for a real kube-apiserver only (upstream's default is on): the
     # embedded control plane calls the stream server itself, and the host's iptables stay untouched.
     document["modules"]["iptablesManager"].update(enable=iptables_manager, mode="internal")
+    # DynamicController on by default (upstream's is off): an edge's MetaServer writes and lists
+    # through it at once, each call impersonating the node, so it grants nothing a kubelet lacks.
+    document["modules"]["dynamicController"]["enable"] = True
     return document
 
 
