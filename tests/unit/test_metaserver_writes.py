@@ -153,9 +153,10 @@ def test_a_list_asks_the_cloud_first_and_keeps_what_it_returns(server: Running, 
     assert status == 200 and [item["metadata"]["name"] for item in body["items"]] == ["web"]  # the cloud's set
     assert cloud.seen[-1].key == "/core/v1/services/default/null" and cloud.seen[-1].verb == "list"
     assert server.store.get("default/service/web") is not None  # kept: offline it is still there
+    assert server.store.get("default/service/gone") is None  # the whole list left it out: gone here too
     cloud.offline = True
     status, body = server.request("GET", "/api/v1/namespaces/default/services")
-    assert sorted(item["metadata"]["name"] for item in body["items"]) == ["gone", "web"]
+    assert [item["metadata"]["name"] for item in body["items"]] == ["web"]
     cloud.offline, cloud.silent = False, True
     asked = len(cloud.seen)
     server.request("GET", "/api/v1/namespaces/default/services")

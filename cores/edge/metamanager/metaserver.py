@@ -718,6 +718,15 @@ class MetaServer:
             self.publish(change)
         return keys
 
+    async def _forget_unlisted(self, parsed: Query, listed: set[str]) -> None:
+        """A whole list from the cloud (no selector): what the store kept from an earlier one that the
+        cloud no longer has is deleted (no push would ever delete a listed Service or Endpoints)."""
+        _, rows = await self._db(self.store.listing, parsed.resource.meta_type)
+        for key, _, _ in rows:
+            namespace = _split_key(key)[0]
+            if key not in listed and (parsed.namespace is None or namespace == parsed.namespace):
+                self.publish(await self._db(self.store.delete, key))
+
     async def _unstored(self, parts: list[str], query: dict[str, list[str]]) -> Answer:
         """A get or list of a kind the edge does not store: the cloud's answer, as this node."""
         path = _resource_path(parts)
@@ -817,6 +826,8 @@ class MetaServer:
             items_in_cloud = await self._list_from_cloud(parsed, query)
             if items_in_cloud is not None:
                 listed = await self._keep_listed(parsed.resource, items_in_cloud)
+                if not _one(query, "labelSelector") and not _one(query, "fieldSelector"):
+                    await self._forget_unlisted(parsed, listed)
         revision, rows = await self._db(self.store.listing, parsed.resource.meta_type)
         items = [obj for key, obj in self._objects(rows) if parsed.matches(key, obj) and (listed is None or key in listed)]
         if parsed.name:
