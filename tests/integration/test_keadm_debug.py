@@ -3,7 +3,8 @@
 Each diagnose finding here is caused for real: a cloud that is stopped, a CA that is not the
 cloud's, a certificate that expired (a 20 s signing duration), a runtime socket that is wrong, a
 broker nobody runs, a full tmpfs under the database, EdgeCore stopped, a pod whose ConfigMap is
-not on the node. ``get`` prints the edge's objects as kubectl does; ``collect`` holds no key or token.
+not on the node, a containerd killed, a cgroup driver that is not the runtime's, a pod whose image
+cannot be pulled (a real Edged). ``get`` prints the edge's objects as kubectl does; ``collect`` holds no key or token.
 """
 
 from __future__ import annotations
@@ -218,3 +219,55 @@ def test_without_an_edgecore_and_the_machine_checks(tmp_path: Path) -> None:
     assert done.returncode == 0 and "localhost ->" in done.stdout
     done = keadm("debug", "check", "runtime", "--runtime-endpoint", f"unix://{tmp_path}/none.sock")
     assert done.returncode == 1 and "runtime check failed" in done.stdout
+
+
+def test_a_runtime_killed_a_cgroup_driver_mismatch_and_a_pod_on_a_missing_image(
+        controlplane: ControlPlane, cloud: Cloud, containerd: Containerd, tmp_path: Path) -> None:
+    """Three findings caused for real: EdgeCore configured for systemd cgroups against a containerd
+    on cgroupfs, a containerd killed (its socket left behind), and a pod whose image cannot be
+    pulled, run by a real Edged on containerd."""
+    import os
+    import signal
+
+    private = Containerd(tmp_path / "ctrd")
+    private.start(timeout=scaled(30), with_images=False)
+    node = f"debug-{uuid.uuid4().hex[:6]}"
+    edge = start_edge(tmp_path / "edge", cloud, node, cloud.token(controlplane.kubeconfig), runtime_endpoint=containerd.endpoint,
+                      modules={"eventBus": {"mqttMode": 0, "mqttServerInternal": f"tcp://127.0.0.1:{free_port()}"}})
+    name = f"pull-{uuid.uuid4().hex[:4]}"
+    try:
+        document = yaml.safe_load(edge.config.read_text())
+        kubelet = document["modules"]["edged"]["tailoredKubeletConfig"]
+        other = tmp_path / "other" / "config" / "edgecore.yaml"
+        other.parent.mkdir(parents=True)
+        kubelet.update(cgroupDriver="systemd", containerRuntimeEndpoint=private.endpoint, imageServiceEndpoint=private.endpoint)
+        other.write_text(yaml.safe_dump(document))
+
+        def other_findings() -> dict[str, dict[str, Any]]:
+            done = keadm("debug", "diagnose", "node", "-o", "json", "-c", str(other), "--log-dir", str(edge.layout.log_dir))
+            return failing(json.loads(done.stdout))
+
+        mismatch = other_findings()["cgroup driver"]
+        assert "EdgeCore uses systemd but the runtime uses cgroupfs" in mismatch["summary"]
+        assert "cgroupDriver: cgroupfs" in mismatch["fix"]
+        assert private.pid is not None
+        os.kill(private.pid, signal.SIGKILL)
+        wait_for(lambda: private.pid is None, 10, "containerd did not die")
+        down = other_findings()["runtime"]
+        assert "does not answer" in down["summary"] and "restart containerd" in down["fix"], down
+
+        kubectl(controlplane, "apply", "-f", "-", stdin=json.dumps({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "127.0.0.1:1/not-here:1"}]}}))
+
+        def stuck() -> dict[str, Any] | None:
+            return failing(diagnose(edge, "pod", name)[1]).get("pod")
+
+        wait_for(lambda: (found := stuck()) is not None and "ImagePull" in found["summary"], 90,
+                 "the pod's image pull failure never reached diagnose")
+        found = stuck()
+        assert found is not None and "cannot be pulled" in found["fix"], found
+    finally:
+        kubectl(controlplane, "delete", "pod", name, "--force", "--grace-period=0", check=False)
+        edge.stop()
+        private.stop()
