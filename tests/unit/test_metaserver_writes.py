@@ -164,3 +164,14 @@ def test_a_list_asks_the_cloud_first_and_keeps_what_it_returns(server: Running, 
     assert len(cloud.seen) == asked + 1  # a cloud that never answers is not asked again for a while
     status, body = server.request("GET", "/api/v1/namespaces/default/configmaps")
     assert status == 200 and len(cloud.seen) == asked + 1  # configmaps are never listed in the cloud
+
+
+def test_a_get_of_a_service_asks_the_cloud_first(server: Running, cloud: Cloud) -> None:
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "default", "resourceVersion": "9"}}
+    cloud.answers["get"] = service
+    status, body = server.request("GET", "/api/v1/namespaces/default/services/api")
+    assert status == 200 and body["metadata"]["name"] == "api" and cloud.seen[-1].key == "/core/v1/services/default/api"
+    cloud.answers["get"] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "NotFound",
+                            "code": 404, "message": 'services "api" not found'}
+    status, body = server.request("GET", "/api/v1/namespaces/default/services/api")
+    assert status == 404 and server.store.get("default/service/api") is None  # gone in the cloud: gone here

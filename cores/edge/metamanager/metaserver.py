@@ -700,6 +700,33 @@ class MetaServer:
             return None
         return [item for item in listed["items"] if isinstance(item, dict)]
 
+    async def _get_from_cloud(self, parsed: Query) -> None:
+        """A get of a kind no push brings (Services, Endpoints, Events), cloud first as the node: what
+        it returns is kept, what it no longer has is forgotten; refused, away or silent, the store
+        answers."""
+        loop = asyncio.get_running_loop()
+        if self.apply_in_cloud is None or loop.time() < self._lists_local_until:
+            return
+        from cores.link.status import RequestTimeout, StatusError
+
+        resource = parsed.resource
+        key = application.build_key(resource.group, resource.version, resource.plural, parsed.namespace, parsed.name)
+        try:
+            answer = await self.apply_in_cloud(Application(key, "get", self.node_name, option=b"{}"), LIST_TIMEOUT)
+        except RequestTimeout:
+            self._lists_local_until = loop.time() + LIST_LOCAL_SECONDS
+            return
+        except StatusError:
+            return
+        stored_key = f"{parsed.namespace if resource.namespaced else 'null'}/{resource.meta_type}/{parsed.name}"
+        obj = answer.response_json() if answer.status == application.APPROVED else None
+        if isinstance(obj, dict):
+            await self._keep_listed(resource, [obj])
+        elif answer.error.get("code") == 404:
+            self.publish(await self._db(self.store.delete, stored_key))
+        # a refusal (a node may not read Events, for one) leaves the answer to the store, which holds
+        # only what this node was given, as upstream falls back to it on any error
+
     async def _keep_listed(self, resource: Resource, items: list[dict[str, Any]]) -> set[str]:
         """Store what a cloud list returned (what changed only); the keys it names."""
         keys = set()
@@ -821,6 +848,8 @@ class MetaServer:
             return await self._watch(parsed, query)
         if parsed.name and parsed.resource.meta_type in CLOUD_FIRST:
             await self._from_cloud(parsed)
+        elif parsed.name and parsed.resource.meta_type in LIST_CLOUD_FIRST:
+            await self._get_from_cloud(parsed)
         listed: set[str] | None = None
         if not parsed.name and parsed.resource.meta_type in LIST_CLOUD_FIRST:
             items_in_cloud = await self._list_from_cloud(parsed, query)
