@@ -32,6 +32,7 @@ NODE_PREFIX, NODES_GROUP = "system:node:", "system:nodes"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 DISCOVERY_PREFIXES = ("/api", "/apis", "/openapi", "/version", "/healthz", "/livez", "/readyz")
 READ = frozenset({"get", "list", "watch"})
+MAX_TOKEN_SECONDS = 48 * 3600  # as CloudCore's own check of tokens asked for through the link
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,11 +104,22 @@ class NodeAuthorizer:
         resource, verb, name = request.resource, request.verb, request.named()
         if request.group == "" and resource == "nodes":
             if verb == "create":
-                return None if _name_in(await body()) == node else f"node '{node}' can only create its own Node"
+                created = await body()
+                if _name_in(created) != node:
+                    return f"node '{node}' can only create its own Node"
+                return node_label_refusal(created) or None
             if verb in ("list", "watch"):
                 return None if name == node else "can only list/watch its own Node (fieldSelector metadata.name)"
+            if request.subresource not in ("", "status"):
+                return ""  # nodes/proxy and the like: never a kubelet's
             if verb in ("get", "update", "patch", "delete"):
-                return None if request.name == node else f"node '{node}' cannot reach node '{request.name}'"
+                if request.name != node:
+                    return f"node '{node}' cannot reach node '{request.name}'"
+                if verb == "update":
+                    refused = node_label_refusal(await body())
+                    if refused:
+                        return refused
+                return None
             return ""
         if request.group == "coordination.k8s.io" and resource == "leases":
             if request.namespace != "kube-node-lease":
@@ -119,8 +131,9 @@ class NodeAuthorizer:
             return await self._pods(node, request, body)
         if request.group == "" and resource in ("configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts"):
             if resource == "serviceaccounts" and request.subresource == "token" and verb == "create":
-                return None if await self._uses(node, "serviceaccount", request.namespace, request.name) \
-                    else "no relationship found between node and this object"
+                if not await self._uses(node, "serviceaccount", request.namespace, request.name):
+                    return "no relationship found between node and this object"
+                return await self._token_refusal(node, request, await body()) or None
             if verb not in READ or request.subresource or not name:
                 return ""
             found = await self._uses(node, resource[:-1], request.namespace, name)
@@ -148,8 +161,10 @@ class NodeAuthorizer:
             spec: dict[str, Any] = pod["spec"] if isinstance(pod.get("spec"), dict) else {}
             if MIRROR_ANNOTATION not in (metadata.get("annotations") or {}):
                 return f'pod does not have "{MIRROR_ANNOTATION}" annotation, node "{node}" can only create mirror pods'
-            return None if spec.get("nodeName") == node else f'node "{node}" can only create pods with spec.nodeName set to itself'
-        allowed = {"": READ | {"delete"}, "status": {"get", "update", "patch"}, "eviction": {"create"}, "log": {"get"}}
+            if spec.get("nodeName") != node:
+                return f'node "{node}" can only create pods with spec.nodeName set to itself'
+            return _mirror_refusal(node, metadata, spec) or None
+        allowed = {"": READ | {"delete"}, "status": {"get", "update", "patch"}, "eviction": {"create"}}
         if verb not in allowed.get(request.subresource, set()):
             return ""
         pods = await self.pods_of(node)
@@ -157,10 +172,28 @@ class NodeAuthorizer:
             return None
         return f"no relationship found between node '{node}' and this object"
 
+    async def _token_refusal(self, node: str, request: Request, token_request: Any) -> str:
+        """NodeRestriction's rule for tokens: bound to a pod of this node that runs as that account,
+        by name and uid, and at most :data:`MAX_TOKEN_SECONDS` long ("" when the request may go)."""
+        given = token_request if isinstance(token_request, dict) else {}
+        spec: dict[str, Any] = given["spec"] if isinstance(given.get("spec"), dict) else {}
+        bound: dict[str, Any] = spec["boundObjectRef"] if isinstance(spec.get("boundObjectRef"), dict) else {}
+        if bound.get("kind") != "Pod" or not bound.get("name") or not bound.get("uid"):
+            return f'node "{node}" can only create tokens bound to a pod (boundObjectRef kind Pod, with its name and uid)'
+        seconds = spec.get("expirationSeconds")
+        if isinstance(seconds, int) and seconds > MAX_TOKEN_SECONDS:
+            return f'node "{node}" can only create tokens of at most {MAX_TOKEN_SECONDS} seconds'
+        for pod in await self.pods_of(node):
+            metadata = pod.get("metadata") or {}
+            if (_key(pod) == (request.namespace, str(bound["name"])) and metadata.get("uid") == bound["uid"]
+                    and ((pod.get("spec") or {}).get("serviceAccountName") or "default") == request.name):
+                return ""
+        return f'node "{node}" can only create tokens for pods bound to it that use service account "{request.name}"'
+
     async def _uses(self, node: str, kind: str, namespace: str, name: str) -> bool:
         for pod in await self.pods_of(node):
             pod_namespace, _ = _key(pod)
-            if pod_namespace != namespace or (pod.get("metadata") or {}).get("annotations", {}).get(MIRROR_ANNOTATION):
+            if pod_namespace != namespace or ((pod.get("metadata") or {}).get("annotations") or {}).get(MIRROR_ANNOTATION):
                 continue  # a mirror pod reaches nothing
             spec = pod.get("spec") or {}
             if kind == "serviceaccount" and (spec.get("serviceAccountName") or "default") == name:
@@ -171,6 +204,32 @@ class NodeAuthorizer:
             if any(found == (kind, name) for found in pod_references(pod)):
                 return True
         return False
+
+
+def node_label_refusal(node_object: Any) -> str:
+    """NodeRestriction: a node may not set labels under node-restriction.kubernetes.io/."""
+    metadata = node_object.get("metadata") if isinstance(node_object, dict) else None
+    labels = metadata.get("labels") if isinstance(metadata, dict) else None
+    for key in labels or {}:
+        prefix = str(key).split("/", 1)[0] if "/" in str(key) else ""
+        if prefix == "node-restriction.kubernetes.io" or prefix.endswith(".node-restriction.kubernetes.io"):
+            return f"is not allowed to modify labels: {key}"
+    return ""
+
+
+def _mirror_refusal(node: str, metadata: dict[str, Any], spec: dict[str, Any]) -> str:
+    """NodeRestriction's limits on a mirror pod: it reaches nothing through the API."""
+    if metadata.get("ownerReferences"):
+        return f'node "{node}" can only create mirror pods with no owner references'
+    if spec.get("serviceAccountName") or spec.get("serviceAccount"):
+        return "a mirror pod may not reference service accounts"
+    for volume in spec.get("volumes") or []:
+        if not isinstance(volume, dict):
+            continue
+        for kind in ("secret", "configMap", "persistentVolumeClaim", "projected", "ephemeral", "csi"):
+            if kind in volume:
+                return f"a mirror pod may not reference {kind} volumes"
+    return ""
 
 
 def _key(pod: dict[str, Any]) -> tuple[str, str]:

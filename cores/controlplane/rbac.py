@@ -51,6 +51,20 @@ class Rbac:
                     return True
         return False
 
+    async def rules_of_ref(self, ref: dict[str, Any], namespace: str) -> list[dict[str, Any]] | None:
+        """The rules of the role a binding's ``roleRef`` names (None when there is no such role)."""
+        rules = await self._rules({"roleRef": ref, "metadata": {"namespace": namespace or None}})
+        return rules if rules or await self._exists(ref, namespace) else None
+
+    async def _exists(self, ref: dict[str, Any], namespace: str) -> bool:
+        plural = "clusterroles" if ref.get("kind") == "ClusterRole" else "roles"
+        resource = self.registry.get(GROUP, "v1", plural)
+        try:
+            await self.api.get(resource, namespace or None if plural == "roles" else None, str(ref.get("name") or ""))
+        except Exception:  # noqa: BLE001 - not there
+            return False
+        return True
+
     async def _rules(self, binding: dict[str, Any]) -> list[dict[str, Any]]:
         ref = binding.get("roleRef") or {}
         kind, name = ref.get("kind"), str(ref.get("name") or "")

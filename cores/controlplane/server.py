@@ -215,6 +215,57 @@ class ApiServer:
             raise errors.forbidden(str(denied))
         raise errors.forbidden(str(denied), target.resource.group, target.resource.plural, target.name)
 
+    async def _confirm_no_escalation(self, request: web.Request, target: Target, verb: str) -> None:
+        """RBAC's escalation check: a role may only be written with rules its writer already holds (or
+        the ``escalate`` verb on it), a binding only to a role whose rules the writer holds (or
+        ``bind`` on it). A patch by anyone but masters needs ``escalate``/``bind``: its result is not
+        known before it is applied."""
+        user: User = request["user"]
+        if user.is_admin:
+            return
+        plural, namespace = target.resource.plural, target.namespace or ""
+        binding = plural in ("rolebindings", "clusterrolebindings")
+        body = None if verb == "patch" else await self._object_body(request)
+        ref: dict[str, Any] = {}
+        if binding:
+            given = body.get("roleRef") if isinstance(body, dict) else None
+            ref = given if isinstance(given, dict) else {}
+            role_plural = "clusterroles" if ref.get("kind") == "ClusterRole" else "roles"
+            role_name = str(ref.get("name") or "")
+            special = authz.Request(user.name, user.groups, "bind", request.path, rbac.GROUP, role_plural, "",
+                                    namespace if role_plural == "roles" else "", role_name)
+        else:
+            special = authz.Request(user.name, user.groups, "escalate", request.path, rbac.GROUP, plural, "", namespace,
+                                    target.name or _name_of(body))
+        if (await self.decide(special))[0]:
+            return
+        if body is not None:
+            rules = await self.rbac.rules_of_ref(ref, namespace) if binding else \
+                [r for r in (body.get("rules") or []) if isinstance(r, dict)] if isinstance(body, dict) else []
+            if rules is not None and await self._holds(user, rules, namespace):
+                return
+        what = "bind the role it refers to" if binding else "grant the permissions it holds"
+        raise errors.forbidden(f'{plural}.{rbac.GROUP} "{target.name or _name_of(body)}" is forbidden: user "{user.name}" '
+                               f'(groups={list(user.groups)}) is attempting to {what} without holding them '
+                               f'(it needs "{special.verb}" on {special.resource})', rbac.GROUP, plural, target.name)
+
+    async def _holds(self, user: User, rules: list[dict[str, Any]], namespace: str) -> bool:
+        """Whether ``user`` is already allowed everything ``rules`` grant (wildcards need wildcards)."""
+        for rule in rules:
+            names = [str(n) for n in rule.get("resourceNames") or []] or [""]
+            for verb in [str(v) for v in rule.get("verbs") or []]:
+                for url in [str(u) for u in rule.get("nonResourceURLs") or []]:
+                    if not (await self.decide(authz.Request(user.name, user.groups, verb, url)))[0]:
+                        return False
+                for group in [str(g) for g in rule.get("apiGroups") or []]:
+                    for resource in [str(r) for r in rule.get("resources") or []]:
+                        base, _, sub = resource.partition("/")
+                        for name in names:
+                            asked = authz.Request(user.name, user.groups, verb, "", group, base, sub, namespace, name)
+                            if not (await self.decide(asked))[0]:
+                                return False
+        return True
+
     async def decide(self, attributes: authz.Request, body: authz.BodyOf | None = None) -> tuple[bool, str]:
         """(allowed, reason) for a request's attributes, as the chain decides (also SubjectAccessReviews')."""
         if pki.ADMIN_GROUP in attributes.groups:
@@ -248,8 +299,7 @@ class ApiServer:
         if not user.is_admin:
             raise errors.forbidden(f'users "{as_user}" is forbidden: User "{user.name}" cannot impersonate resource '
                                    f'"users" in API group "" at the cluster scope', "", "users", as_user)
-        groups = [g.strip() for value in as_groups for g in value.split(",") if g.strip()] \
-            if len(as_groups) == 1 else list(as_groups)
+        groups = [g for g in as_groups if g]  # each header value is one group, commas and all (as kube-apiserver)
         extra = {h[len("Impersonate-Extra-"):].lower(): request.headers.getall(h) for h in request.headers
                  if h.lower().startswith("impersonate-extra-")}
         if as_user.startswith("system:serviceaccount:") and len(as_user.split(":")) == 4:
@@ -305,6 +355,8 @@ class ApiServer:
         target = self._target(group, version, rest, path)
         verb = self._verb(request, target)
         await self._authorize(request, verb, target, path)
+        if target.resource.group == rbac.GROUP and verb in ("create", "update", "patch"):
+            await self._confirm_no_escalation(request, target, verb)
         return await self._serve(request, target, verb)
 
     def _target(self, group: str, version: str, rest: list[str], path: str) -> Target:
@@ -328,6 +380,8 @@ class ApiServer:
         method = request.method
         watching = target.legacy_watch or request.query.get("watch") in ("1", "true", "True")
         if method == "GET":
+            if target.subresource in ("exec", "attach", "portforward"):
+                return "create"  # a WebSocket upgrade is a GET: kube-apiserver authorises it as create (1.31+)
             if watching:
                 return "watch"
             return "get" if target.name else "list"

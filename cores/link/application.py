@@ -220,7 +220,14 @@ def is_discovery(key: str, verb: str) -> bool:
                                                                   for part in key.split("/")[1:]):
         return True
     parts = key.split("/")
+    if not all(_path_safe(part) for part in parts[2:]):
+        return False
     return (len(parts) == 3 and parts[1] == "api") or (len(parts) in (3, 4) and parts[1] == "apis")
+
+
+def _path_safe(part: str) -> bool:
+    return bool(part) and part not in (".", "..") and part.isprintable() and len(part) <= 253 \
+        and not any(c in part for c in "?#%\\ ")
 
 
 def parse_key(key: str) -> Target:

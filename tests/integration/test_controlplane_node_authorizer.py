@@ -54,6 +54,16 @@ def test_a_node_reaches_its_own_objects_only(controlplane: ControlPlane) -> None
         plain = as_node(controlplane, node, "run", f"plain-{stamp}", "--image=busybox", "--overrides",
                         json.dumps({"spec": {"nodeName": node}}))
         assert plain.returncode == 1 and "can only create mirror pods" in plain.stderr, plain.stderr
+        # tokens: only bound to one of its pods (by name and uid), for that pod's account (NodeRestriction)
+        unbound = as_node(controlplane, node, "create", "token", "default", "-n", "default")
+        assert unbound.returncode == 1 and "can only create tokens bound to a pod" in unbound.stderr, unbound.stderr
+        uid = kubectl(controlplane, "get", "pod", f"p-{stamp}", "-n", "default", "-o", "jsonpath={.metadata.uid}")
+        bound = as_node(controlplane, node, "create", "token", "default", "-n", "default", "--bound-object-kind=Pod",
+                        f"--bound-object-name=p-{stamp}", f"--bound-object-uid={uid}")
+        assert bound.returncode == 0 and bound.stdout.count(".") == 2, bound.stderr
+        forever = as_node(controlplane, node, "create", "token", "default", "-n", "default", "--bound-object-kind=Pod",
+                          f"--bound-object-name=p-{stamp}", f"--bound-object-uid={uid}", "--duration=1000h")
+        assert forever.returncode == 1 and "at most" in forever.stderr, forever.stderr
         assert as_node(controlplane, node, "get", "--raw", "/api").returncode == 0  # discovery: anyone authenticated
         assert as_node(controlplane, node, "get", "services", "-A").returncode == 0  # system:node reads Services
     finally:

@@ -62,6 +62,28 @@ def test_bindings_grant_what_their_roles_say(controlplane: ControlPlane) -> None
         kubectl(controlplane, "delete", "clusterrolebinding,clusterrole", f"two-{stamp}", check=False)
 
 
+def test_no_escalation_through_roles_or_bindings(controlplane: ControlPlane) -> None:
+    """A user who may write RoleBindings (the ``admin`` role) still cannot bind cluster-admin, nor
+    write a Role with rules it does not hold; it may bind a role whose rules it holds."""
+    stamp = uuid.uuid4().hex[:6]
+    namespace = f"esc-{stamp}"
+    kubectl(controlplane, "create", "namespace", namespace)
+    try:
+        kubectl(controlplane, "create", "rolebinding", "viewer-admin", "--clusterrole=admin", "--user=viewer", "-n", namespace)
+        wait_for(lambda: as_viewer(controlplane, "get", "rolebindings", "-n", namespace).returncode == 0, 10, "admin never applied")
+        escalate = as_viewer(controlplane, "create", "rolebinding", "take-all", "--clusterrole=cluster-admin", "--user=viewer",
+                             "-n", namespace)
+        assert escalate.returncode == 1 and "is attempting to bind the role" in escalate.stderr, escalate.stderr
+        wide = as_viewer(controlplane, "create", "role", "nodes-too", "--verb=get", "--resource=nodes", "-n", namespace)
+        assert wide.returncode == 1 and "is attempting to grant" in wide.stderr, wide.stderr
+        held = as_viewer(controlplane, "create", "rolebinding", "view-for-me", "--clusterrole=view", "--user=viewer", "-n", namespace)
+        assert held.returncode == 0, held.stderr  # admin holds every rule of view
+        narrow = as_viewer(controlplane, "create", "role", "cm-reader", "--verb=get", "--resource=configmaps", "-n", namespace)
+        assert narrow.returncode == 0, narrow.stderr
+    finally:
+        kubectl(controlplane, "delete", "namespace", namespace, "--wait=false", check=False)
+
+
 def test_default_roles_exist(controlplane: ControlPlane) -> None:
     names = kubectl(controlplane, "get", "clusterroles", "-o", "name").split()
     for role in ("cluster-admin", "admin", "edit", "view", "system:basic-user", "system:discovery"):

@@ -133,6 +133,10 @@ class DynamicController:
         except KubeError as error:
             log.info("node %s: %s %s refused by the API server: %s", node, app.verb, app.key[:200], error)
             return self._rejected(app, error)
+        except Exception as error:  # noqa: BLE001 - the API unreachable, TLS, the client's own errors: answered
+            log.warning("node %s: %s %s failed: %s", node, app.verb, app.key[:200], error)
+            return self._rejected(app, Refused(503, "ServiceUnavailable", f"the Kubernetes API did not answer: "
+                                                                          f"{type(error).__name__}"))
         if answer is not None and len(answer) > MAX_ANSWER_BYTES:
             return self._rejected(app, Refused(
                 413, "RequestEntityTooLarge", f"the answer is {len(answer)} bytes, more than the {MAX_ANSWER_BYTES} the link "
@@ -164,6 +168,8 @@ class DynamicController:
         options = options if isinstance(options, dict) else {}
         if app.verb == "patch":
             return await self._patch(target, options, identity)
+        if app.subresource and not (app.subresource.isascii() and app.subresource.isalpha() and len(app.subresource) <= 63):
+            raise Refused(400, "BadRequest", f"invalid subresource {app.subresource[:80]!r}")
         subresource = "status" if app.verb == "updatestatus" else app.subresource
         path = target.api_path(subresource)
         if app.verb == "get":

@@ -95,7 +95,7 @@ class Edged:
         self.api_ca_file = ""
         if meta_server.get("enable"):
             host, _, port = str(meta_server.get("server") or "127.0.0.1:10550").rpartition(":")
-            self.api_service = (host or "127.0.0.1", int(port or 10550))
+            self.api_service = (host or "127.0.0.1", int(port) if port.isdigit() else 10550)
             if (config.get("featureGates") or {}).get("requireAuthorization"):
                 self.api_ca_file = str(metaserver_serving_paths(meta_server)["ca"])
         self.pods: PodManager | None = None

@@ -334,7 +334,8 @@ class MetaServer:
             path, _, raw_query = target.partition("?")
             query = urllib.parse.parse_qs(raw_query, keep_blank_values=True)
             parts = [urllib.parse.unquote(p) for p in path.split("/") if p]
-            if self.auth is not None:
+            if self.auth is not None and not (method == "GET" and parts in (["healthz"], ["livez"], ["readyz"], ["version"])):
+                # health and version are public, as RBAC's system:public-info-viewer makes them
                 await self._check_access(method, path, parts, query, headers)
             if method in ("GET", "POST") and len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"] \
                     and parts[4] == "pods" and parts[6] == "exec":
