@@ -39,7 +39,8 @@ def test_an_in_cluster_kubectl_at_the_edge_is_held_to_rbac(controlplane: Control
     try:
         edge = start_edge(tmp_path / "edge", cloud, node, cloud.token(controlplane.kubeconfig),
                           runtime_endpoint=containerd.endpoint, feature_gates={"requireAuthorization": True},
-                          modules={"metaManager": {"metaServer": {"enable": True, "server": f"127.0.0.1:{port}"}}})
+                          # no dummy interface on the host: the hostNetwork pod reaches MetaServer on 127.0.0.1
+                          modules={"metaManager": {"metaServer": {"enable": True, "server": f"127.0.0.1:{port}", "dummyServer": ""}}})
         kubectl(controlplane, "create", "namespace", namespace)
         kubectl(controlplane, "create", "configmap", "visible", "-n", namespace, "--from-literal=a=b")
         kubectl(controlplane, "apply", "-f", "-", stdin=json.dumps({

@@ -94,9 +94,12 @@ class Edged:
         self.api_service: tuple[str, int] | None = None
         self.api_ca_file = ""
         if meta_server.get("enable"):
-            host, _, port = str(meta_server.get("server") or "127.0.0.1:10550").rpartition(":")
+            secure = bool((config.get("featureGates") or {}).get("requireAuthorization"))
+            # with HTTPS, pods reach MetaServer on upstream's dummy address (their 127.0.0.1 is their own)
+            address = str((secure and meta_server.get("dummyServer")) or meta_server.get("server") or "127.0.0.1:10550")
+            host, _, port = address.rpartition(":")
             self.api_service = (host or "127.0.0.1", int(port) if port.isdigit() else 10550)
-            if (config.get("featureGates") or {}).get("requireAuthorization"):
+            if secure:
                 self.api_ca_file = str(metaserver_serving_paths(meta_server)["ca"])
         self.pods: PodManager | None = None
         self.cri: Any = None

@@ -73,7 +73,9 @@ class MetaManager:
             address = str(server.get("server") or "127.0.0.1:10550")
             node = str(edged.get("hostnameOverride") or "")
             auth = context = None
+            dummy = ""
             if (self.config.get("featureGates") or {}).get("requireAuthorization"):
+                dummy = str(server.get("dummyServer") or "")
                 from cores.edge.metamanager.metaauth import MetaAuth
                 from cores.edge.metamanager.metatls import serving_context
 
@@ -81,7 +83,7 @@ class MetaManager:
                 context, _ = serving_context(server, address.rpartition(":")[0] or "127.0.0.1")
             self.metaserver = MetaServer(address, self._db, self.store, runtime or None, self._unhold if runtime else None,
                                          node, self._ask_cloud, self._apply_in_cloud, auth=auth, ssl_context=context)
-            await self.metaserver.start()
+            await self.metaserver.start(dummy)
         while True:
             message = await ctx.receive(self.name)
             if routing.is_connection_event(message):

@@ -186,23 +186,43 @@ class MetaServer:
         self._db, self.store = db, store
         self.watchers: set[Watcher] = set()
         self._server: asyncio.Server | None = None
+        self._dummy: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
 
-    async def start(self) -> None:
+    async def start(self, dummy: str = "") -> None:
+        """Listen on the server address, and with ``dummy`` (``host:port``, requireAuthorization) on
+        upstream's dummy interface too, which it makes; a dummy that cannot be made is logged, with
+        the fix, and the server address still serves."""
         self._server = await asyncio.start_server(self._connection, self.host, self.port, ssl=self.ssl_context)
         scheme = "https" if self.ssl_context is not None else "http"
         log.info("metaserver listening on %s://%s:%d%s", scheme, self.host, self.port,
                  " (service-account tokens and RBAC, from the cloud)" if self.auth is not None else "")
+        if dummy:
+            from cores.edge.metamanager import dummy as dummies
+
+            host, _, port = dummy.rpartition(":")
+            device, error = await asyncio.to_thread(dummies.ensure, host)
+            try:
+                if error:
+                    raise OSError(error)
+                self._dummy = await asyncio.start_server(self._connection, host, int(port), ssl=self.ssl_context)
+            except (OSError, ValueError) as failure:
+                log.error("metaserver: cannot serve on the dummy address %s (%s): pods that are not hostNetwork cannot "
+                          "reach MetaServer; fix it, or set metaServer.dummyServer: \"\" and give pods hostNetwork", dummy, failure)
+            else:
+                log.info("metaserver listening on %s://%s (on %s)", scheme, dummy, device)
 
     async def stop(self) -> None:
         """Stop listening and end every connection, watches included (their clients resume elsewhere)."""
-        if self._server is not None:
-            self._server.close()
+        for server in (self._server, self._dummy):
+            if server is not None:
+                server.close()
         for task in list(self._connections):
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in (self._server, self._dummy):
+            if server is not None:
+                await server.wait_closed()
 
     def publish(self, change: Change | None) -> None:
         """A committed change, for every live watch (never waits: a watcher that lags is ended)."""

@@ -60,7 +60,8 @@ def _usable(cert_path: Path, ca_path: Path, addresses: list[str]) -> bool:
 def serving_context(meta_server: Any, host: str) -> tuple[ssl.SSLContext, Path]:
     """A server TLS context for MetaServer on ``host``; the CA file clients should trust."""
     paths = metaserver_serving_paths(meta_server)
-    addresses = sorted({"127.0.0.1", "169.254.30.10", *([host] if _is_ip(host) else [])})
+    dummy = str(meta_server.get("dummyServer") or "").rpartition(":")[0]
+    addresses = sorted({"127.0.0.1", "169.254.30.10", *(a for a in (host, dummy) if _is_ip(a))})
     if not _usable(paths["cert"], paths["ca"], addresses):
         try:
             ca = certs.cert_from_pem(paths["ca"].read_bytes())
